@@ -1,0 +1,94 @@
+"""The tf.data input pipeline: uint8 images in, (model input, clean target) float batches out.
+
+Images stay uint8 until a batch is formed (a quarter of the memory of floats). Noise is added on
+the fly with stateless RNG keyed on (seed, epoch, batch index): fresh every epoch, identical for
+the same seed, and independent of how many replicas or threads consume the data. A seeded
+stateful RNG inside `map` would repeat the same noise every epoch (tensorflow#35682).
+Validation noise is keyed on the batch index alone, so val_loss is comparable across epochs.
+"""
+
+import tensorflow as tf
+
+# Independent random streams derived from the one user seed.
+_SHUFFLE_STREAM, _TRAIN_NOISE_STREAM, _EVAL_NOISE_STREAM = 1, 2, 3
+
+
+def _stream_seed(seed: int, stream: int, *keys) -> tf.Tensor:
+    """A stateless RNG seed (shape [2]) for `stream`, folded with each key in turn."""
+    key = tf.constant([seed, stream], dtype=tf.int64)
+    for value in keys:
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(value, tf.int64))
+    return key
+
+
+def add_noise(clean: tf.Tensor, noise_factor: float, seed: tf.Tensor) -> tf.Tensor:
+    """The book's corruption, clip(x + noise_factor * N(0, 1), 0, 1), from a stateless seed."""
+    noise = tf.random.stateless_normal(tf.shape(clean), seed=seed, dtype=clean.dtype)
+    return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
+
+
+def _to_float(images_uint8: tf.Tensor, input_shape: tuple) -> tf.Tensor:
+    images = tf.cast(images_uint8, tf.float32) / 255.0
+    return tf.reshape(images, [-1, *input_shape])
+
+
+def train_dataset(
+    images: tf.Tensor,
+    *,
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    noise_factor: float,
+    input_shape: tuple,
+    skip_batches: int = 0,
+) -> tf.data.Dataset:
+    """One epoch of shuffled training batches, (noisy input, clean target).
+
+    Partial last batches are dropped so every step has the same global batch (the dropped
+    images differ each epoch because the order does).
+
+    Args:
+        images: uint8 images, shape (N, 28, 28).
+        batch_size: the global batch size.
+        epoch: 0-based epoch; picks the shuffle order and the noise.
+        seed: the run's seed.
+        noise_factor: 0 gives clean inputs (the compression model).
+        input_shape: the shape of one model input, e.g. (784,) or (28, 28, 1).
+        skip_batches: batches of this epoch already trained (resuming mid-epoch).
+    """
+    count = images.shape[0]
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(count), seed=_stream_seed(seed, _SHUFFLE_STREAM, epoch)
+    )
+
+    def make_batch(batch_index, indices):
+        clean = _to_float(tf.gather(images, indices), input_shape)
+        if noise_factor == 0:
+            return clean, clean
+        key = _stream_seed(seed, _TRAIN_NOISE_STREAM, epoch, batch_index)
+        return add_noise(clean, noise_factor, key), clean
+
+    dataset = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+    dataset = dataset.enumerate().skip(skip_batches)
+    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(
+    images: tf.Tensor, *, batch_size: int, seed: int, noise_factor: float, input_shape: tuple
+) -> tf.data.Dataset:
+    """Every evaluation image once, in order, with noise that is the same every epoch.
+
+    The last batch may be partial; evaluation sums per-example values, so it counts exactly.
+    """
+
+    def make_batch(batch_index, batch):
+        clean = _to_float(batch, input_shape)
+        if noise_factor == 0:
+            return clean, clean
+        key = _stream_seed(seed, _EVAL_NOISE_STREAM, batch_index)
+        return add_noise(clean, noise_factor, key), clean
+
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
+    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.cache().prefetch(tf.data.AUTOTUNE)

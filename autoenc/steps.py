@@ -1,0 +1,97 @@
+"""The traced inner loop: distributed train and eval steps (no I/O, numpy or logging here).
+
+`make_train_steps` returns a `tf.function` that runs several optimizer steps per call, so the
+host pays the Python-to-graph round trip once per `steps_per_loop` steps rather than per step.
+Each replica's loss is its share of the global-batch mean: per-example BCE averaged over
+pixels, divided by the *global* batch (`compute_average_loss`), plus the activity regulariser
+divided by the replica count (`scale_regularization_loss`), so the all-reduced gradient equals
+the single-device gradient of the global batch.
+"""
+
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from autoenc import metrics
+
+
+def regularization_loss(model: keras.Model) -> tf.Tensor:
+    """The sum of the losses the model's layers added during the last call (0 if none)."""
+    return tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+
+
+def make_train_steps(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    global_batch_size: int,
+) -> Callable[[object, tf.Tensor], tf.Tensor]:
+    """Builds `train_steps(iterator, num_steps) -> per-step losses, shape [num_steps]`.
+
+    The returned losses are global-batch means (summed over replicas), one per step, so the host
+    can name the exact step where a loss stopped being finite.
+    """
+
+    def replica_step(batch):
+        inputs, targets = batch
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            loss = tf.nn.compute_average_loss(
+                metrics.per_example_bce(targets, outputs), global_batch_size=global_batch_size
+            )
+            loss += tf.nn.scale_regularization_loss(regularization_loss(model))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            per_replica_loss = strategy.run(replica_step, args=(next(iterator),))
+            losses = losses.write(i, strategy.reduce("SUM", per_replica_loss, axis=None))
+        return losses.stack()
+
+    return train_steps
+
+
+def make_eval_sums(
+    strategy: tf.distribute.Strategy, model: keras.Model | None
+) -> Callable[[object], tf.Tensor]:
+    """Builds `eval_sums(distributed_dataset) -> [count, loss, bce, mse, psnr, ssim]` sums.
+
+    `loss` is what training minimises (BCE plus the activity regulariser), so val_loss is
+    comparable to loss, as in Keras. With `model=None` the inputs themselves are scored against
+    the targets: the quality of the noisy input, the baseline a denoiser must beat.
+    """
+
+    def replica_sums(batch):
+        inputs, targets = batch
+        outputs = inputs if model is None else model(inputs, training=False)
+        quality = metrics.per_example_quality(targets, outputs)
+        count = tf.cast(tf.shape(quality)[0], tf.float32)
+        # Keras divides the activity regulariser by the batch; undo that to get a per-batch sum
+        # (multiply_no_nan: a replica handed an empty final batch contributes 0, not 0/0).
+        regularization = 0.0
+        if model is not None:
+            regularization = tf.math.multiply_no_nan(regularization_loss(model), count)
+        loss_sum = tf.reduce_sum(quality[:, 0]) + regularization
+        return tf.concat([[count, loss_sum], tf.reduce_sum(quality, axis=0)], axis=0)
+
+    @tf.function
+    def eval_sums(dataset):
+        totals = tf.zeros([2 + len(metrics.QUALITY_NAMES)])
+        for batch in dataset:
+            per_replica = strategy.run(replica_sums, args=(batch,))
+            totals += strategy.reduce("SUM", per_replica, axis=None)
+        return totals
+
+    return eval_sums
+
+
+def sums_to_means(sums) -> dict[str, float]:
+    """Turns `eval_sums` output into {'loss', 'bce', 'mse', 'psnr', 'ssim'} means."""
+    count, *totals = [float(v) for v in sums]
+    names = ("loss", *metrics.QUALITY_NAMES)
+    return {name: total / count for name, total in zip(names, totals)}

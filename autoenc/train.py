@@ -1,0 +1,328 @@
+"""The outer training loop: epochs, evaluation, best model, early stopping, outputs.
+
+`train_and_evaluate(config, workdir)` is the whole run. It builds every piece of state inside
+the strategy scope before the first trace (model, built optimizer, counters), restores the
+latest checkpoint if the workdir has one (so rerunning a command resumes it), then loops over
+epochs in plain Python around the traced steps of `autoenc.steps`. Per epoch it evaluates,
+keeps the best model as Keras' `ModelCheckpoint(save_best_only=True)` would (test, save, then
+commit), asks early stopping whether to stop, and writes history, summaries and a checkpoint.
+At the end the best weights are restored and scored on the clean test images.
+"""
+
+import json
+import math
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from autoenc import callbacks, data as data_lib, distribute, models, pipeline, steps
+from autoenc import config as config_lib
+from autoenc import summaries as summaries_lib
+from autoenc import workdir as workdir_lib
+from autoenc.errors import NonFiniteLossError, UserError
+
+HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
+DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
+GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
+
+
+def make_optimizer(config) -> keras.optimizers.Optimizer:
+    """Adadelta or Adam at `config.learning_rate`, or at the book-faithful default if None."""
+    learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.optimizer]
+    if config.optimizer == "adadelta":
+        return keras.optimizers.Adadelta(learning_rate=learning_rate)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+class RunState:
+    """Counters and host-side state that travel in the checkpoint with the weights."""
+
+    def __init__(self):
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)  # optimizer steps done
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # epochs completed
+        self.epoch_loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        # History, best-model and early-stopping state as JSON, so they restore atomically
+        # with the weights they describe.
+        self.host = tf.Variable("{}", dtype=tf.string, trainable=False)
+
+    def trackables(self) -> dict:
+        return dict(
+            step=self.step, epoch=self.epoch, epoch_loss_sum=self.epoch_loss_sum, host=self.host
+        )
+
+    def load_host(self) -> dict:
+        return json.loads(self.host.numpy().decode())
+
+    def save_host(self, host: dict) -> None:
+        self.host.assign(json.dumps(host))
+
+
+def _early_stopping(config) -> callbacks.EarlyStopping | None:
+    es = config.early_stopping
+    if not es.enabled:
+        return None
+    return callbacks.EarlyStopping(
+        monitor=es.monitor,
+        min_delta=es.min_delta,
+        patience=es.patience,
+        mode=es.mode,
+        baseline=es.baseline,
+        restore_best_weights=es.restore_best_weights,
+        start_from_epoch=es.start_from_epoch,
+    )
+
+
+def _finished_message(metrics: dict, config) -> str | None:
+    """Why a run whose metrics.json exists needs no more training, or None to go on."""
+    done = metrics["epochs_completed"]
+    if metrics["stopped_early"]:
+        return f"early stopping ended it after epoch {done}"
+    if config.epochs <= done:
+        return f"it trained {done} of {config.epochs} epochs; a larger --config.epochs extends it"
+    return None
+
+
+def train_and_evaluate(config, workdir, *, data=None, strategy=None) -> dict:
+    """Trains the model `config` describes in `workdir` (resuming it if started) and tests it.
+
+    Args:
+        config: a config from `configs/` (see `autoenc.config`), overrides applied.
+        workdir: where checkpoints, summaries, history.csv and metrics.json go.
+        data: a `data.FashionMNIST` to use instead of loading the real files (tests).
+        strategy: the distribution strategy; default MirroredStrategy over local devices.
+
+    Returns:
+        The contents of metrics.json.
+
+    Raises:
+        UserError: bad config, data or workdir, or a non-finite loss (one-line messages).
+    """
+    config_lib.validate(config)
+    workdir = workdir_lib.prepare(workdir)
+    with workdir_lib.WorkdirLock(workdir):
+        resuming = workdir_lib.check_resumable(workdir, config)
+        metrics_path = workdir / "metrics.json"
+        if resuming and metrics_path.exists():
+            metrics = json.loads(metrics_path.read_text())
+            reason = _finished_message(metrics, config)
+            if reason:
+                logging.info("%s is already finished: %s.", workdir, reason)
+                return metrics
+        return _train(config, workdir, data, strategy or distribute.make_strategy())
+
+
+def _train(config, workdir, data, strategy) -> dict:
+    per_replica_batch = distribute.per_replica_batch(strategy, config.batch_size)
+    if data is None:
+        data = data_lib.load_fashion_mnist(config.data_dir or None)
+    config_lib.validate(config, num_train_images=len(data.x_train))
+    workdir_lib.atomic_write_text(workdir / "config.json", config_lib.to_json(config))
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    train_images = tf.constant(data.x_train[: config.train_examples or None])
+    test_images = tf.constant(data.x_test)
+    steps_per_epoch = train_images.shape[0] // config.batch_size
+    input_shape = models.input_shape(config)
+    logging.info(
+        "%d replica(s) (%s); global batch %d = %d per replica; %d training images, %d steps/epoch",
+        strategy.num_replicas_in_sync,
+        ", ".join(strategy.extended.worker_devices),
+        config.batch_size,
+        per_replica_batch,
+        train_images.shape[0],
+        steps_per_epoch,
+    )
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        nets = models.build(config)
+        model = nets.autoencoder
+        optimizer = make_optimizer(config)
+        optimizer.build(model.trainable_variables)  # before the first step, or Mirrored fails
+        state = RunState()
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **state.trackables())
+        latest = tf.train.CheckpointManager(checkpoint, workdir / "checkpoints", max_to_keep=2)
+        best_store = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=model), workdir / "best", max_to_keep=1
+        )
+        if latest.latest_checkpoint:
+            try:
+                checkpoint.restore(latest.latest_checkpoint).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as e:
+                raise UserError(
+                    f"cannot resume from {latest.latest_checkpoint}: {str(e).splitlines()[0]}"
+                ) from None
+            logging.info("Resuming from %s (epoch %d, step %d)", latest.latest_checkpoint,
+                         int(state.epoch), int(state.step))
+
+    host = state.load_host()
+    history = host.get("history", [])
+    best = callbacks.BestCheckpoint(monitor="val_loss", mode="auto")
+    if "best" in host:
+        best.load_state_dict(host["best"])
+    early_stopping = _early_stopping(config)
+    if early_stopping and "early_stopping" in host:
+        early_stopping.load_state_dict(host["early_stopping"])
+    stopped_early = host.get("stopped_early", False)
+
+    train_steps = steps.make_train_steps(strategy, model, optimizer, config.batch_size)
+    eval_model = steps.make_eval_sums(strategy, model)
+    eval_data = pipeline.eval_dataset(
+        test_images,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        noise_factor=config.noise_factor,
+        input_shape=input_shape,
+    )
+    dist_eval_data = strategy.experimental_distribute_dataset(eval_data)
+    grid_inputs, grid_targets = (t[:GRID_IMAGES] for t in next(iter(eval_data)))
+    summaries = summaries_lib.Summaries(workdir)
+
+    def save_latest(host_state):
+        state.save_host(host_state)
+        latest.save(checkpoint_number=int(state.step))
+
+    epoch = int(state.epoch)
+    while epoch < config.epochs and not stopped_early:
+        started = time.perf_counter()
+        done_in_epoch = int(state.step) - epoch * steps_per_epoch
+        dataset = pipeline.train_dataset(
+            train_images,
+            batch_size=config.batch_size,
+            epoch=epoch,
+            seed=config.seed,
+            noise_factor=config.noise_factor,
+            input_shape=input_shape,
+            skip_batches=done_in_epoch,
+        )
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        progress = (
+            keras.utils.Progbar(steps_per_epoch, unit_name="step") if sys.stderr.isatty() else None
+        )
+        trained_here = 0
+        while done_in_epoch < steps_per_epoch:
+            count = min(config.steps_per_loop, steps_per_epoch - done_in_epoch)
+            every = config.checkpoint_every_steps
+            if every:
+                count = min(count, every - int(state.step) % every)
+            losses = train_steps(iterator, tf.constant(count)).numpy()
+            _check_finite(losses, epoch, int(state.step), workdir)
+            state.step.assign_add(count)
+            state.epoch_loss_sum.assign_add(float(np.sum(losses, dtype=np.float64)))
+            done_in_epoch += count
+            trained_here += count
+            if progress:
+                progress.update(done_in_epoch, [("loss", float(losses[-1]))])
+            if every and int(state.step) % every == 0 and done_in_epoch < steps_per_epoch:
+                save_latest(host)
+        train_seconds = time.perf_counter() - started
+
+        val = steps.sums_to_means(eval_model(dist_eval_data))
+        loss = float(state.epoch_loss_sum) / steps_per_epoch
+        logs = {"loss": loss, "val_loss": val["loss"]}
+        if not math.isfinite(val["loss"]):
+            raise NonFiniteLossError(
+                f"val_loss is {val['loss']} after epoch {epoch + 1}; the best checkpoint in"
+                f" {workdir / 'best'} is intact; try a lower --config.learning_rate"
+            )
+        if best.is_improvement(logs):
+            best_store.save(checkpoint_number=epoch + 1)
+            best.commit(epoch, logs)  # only after the save succeeded
+        if early_stopping:
+            stopped_early = early_stopping.update(epoch, logs)
+        seconds = time.perf_counter() - started
+        images_per_sec = trained_here * config.batch_size / max(train_seconds, 1e-9)
+        history.append(
+            dict(
+                epoch=epoch + 1,
+                loss=loss,
+                val_loss=val["loss"],
+                seconds=round(seconds, 3),
+                images_per_sec=round(images_per_sec, 1),
+            )
+        )
+        epoch += 1
+        state.epoch.assign(epoch)
+        state.epoch_loss_sum.assign(0.0)
+        host = dict(history=history, best=best.state_dict(), stopped_early=stopped_early)
+        if early_stopping:
+            host["early_stopping"] = early_stopping.state_dict()
+        save_latest(host)
+        workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
+        _write_epoch_summaries(
+            summaries, config, epoch, logs, val, seconds, images_per_sec, optimizer,
+            (grid_targets, grid_inputs, model(grid_inputs, training=False)),
+        )
+        logging.info(
+            "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
+            "best %.4f (epoch %d)%s",
+            epoch, config.epochs, loss, val["loss"], val["psnr"], seconds, images_per_sec,
+            best.best, best.best_epoch + 1, "  early stop" if stopped_early else "",
+        )
+
+    summaries.close()
+    return _test_best(config, workdir, strategy, model, best_store, best, dist_eval_data,
+                      epoch, stopped_early)
+
+
+def _check_finite(losses: np.ndarray, epoch: int, step_before: int, workdir) -> None:
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise NonFiniteLossError(
+            f"loss is {losses[bad[0]]} at epoch {epoch + 1}, step {step_before + bad[0] + 1};"
+            f" stopped without saving (the best checkpoint in {workdir / 'best'} is intact);"
+            " try a lower --config.learning_rate"
+        )
+
+
+def _write_epoch_summaries(
+    summaries, config, epoch, logs, val, seconds, images_per_sec, optimizer, grid_rows
+):
+    summaries.scalars(
+        "train",
+        dict(
+            loss=logs["loss"],
+            seconds=seconds,
+            images_per_sec=images_per_sec,
+            learning_rate=float(optimizer.learning_rate),
+        ),
+        epoch,
+    )
+    summaries.scalars("validation", {name: val[name] for name in val}, epoch)
+    if config.image_every_epochs and epoch % config.image_every_epochs == 0:
+        clean, noisy, output = (np.asarray(rows) for rows in grid_rows)
+        rows = [clean, noisy, output] if config.noise_factor else [clean, output]
+        caption = "clean | noisy | denoised" if config.noise_factor else "original | reconstructed"
+        summaries.image("reconstructions", summaries_lib.image_grid(rows), epoch, caption)
+    summaries.flush()
+
+
+def _test_best(config, workdir, strategy, model, best_store, best, dist_eval_data,
+               epochs_completed, stopped_early) -> dict:
+    """Restores the best weights, scores them on the clean test set, writes metrics.json."""
+    if best_store.latest_checkpoint:
+        tf.train.Checkpoint(model=model).restore(
+            best_store.latest_checkpoint
+        ).assert_existing_objects_matched()
+    test = steps.sums_to_means(steps.make_eval_sums(strategy, model)(dist_eval_data))
+    metrics = dict(
+        best_epoch=best.best_epoch + 1,
+        best_val_loss=best.best,
+        epochs_completed=epochs_completed,
+        stopped_early=stopped_early,
+        test={name: test[name] for name in ("bce", "mse", "psnr", "ssim")},
+        replicas=strategy.num_replicas_in_sync,
+    )
+    if config.noise_factor:
+        noisy = steps.sums_to_means(steps.make_eval_sums(strategy, None)(dist_eval_data))
+        metrics["noisy_input"] = {name: noisy[name] for name in ("bce", "mse", "psnr", "ssim")}
+    workdir_lib.write_json(workdir / "metrics.json", metrics)
+    logging.info("test (best model, epoch %d): %s", metrics["best_epoch"], metrics["test"])
+    if "noisy_input" in metrics:
+        logging.info("test (noisy input): %s", metrics["noisy_input"])
+    return metrics

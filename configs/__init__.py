@@ -1,0 +1,1 @@
+"""Experiment configs: one module per experiment, each with a `get_config()`."""

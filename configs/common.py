@@ -1,0 +1,37 @@
+"""Fields every experiment has; the experiment files import this and change what differs."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Defaults shared by both book models (not an experiment by itself)."""
+    config = ml_collections.ConfigDict()
+    config.model = "conv"  # "dense" (book 5.2) or "conv" (book 5.3)
+    config.noise_factor = 0.0  # input = clip(x + noise_factor * N(0, 1), 0, 1)
+    config.epochs = 1
+    config.batch_size = 128  # global batch, split across replicas
+    config.train_examples = 0  # use only the first N training images; 0 = all 60,000
+    config.seed = 0
+    config.optimizer = "adadelta"  # "adadelta" or "adam"
+    # None = the optimizer's book-faithful default: 1.0 for adadelta (as Keras 1 ran it),
+    # 0.001 for adam. Keras 3's own Adadelta default (0.001) barely trains.
+    config.learning_rate = config_dict.placeholder(float)
+    config.data_dir = ""  # "" = search Keras' cache, then /usr/share/datasets/fashion-mnist
+
+    # Mirrors keras.callbacks.EarlyStopping; off unless an experiment turns it on.
+    config.early_stopping = ml_collections.ConfigDict()
+    config.early_stopping.enabled = False
+    config.early_stopping.monitor = "val_loss"
+    config.early_stopping.min_delta = 0.0
+    config.early_stopping.patience = 0
+    config.early_stopping.mode = "auto"
+    config.early_stopping.baseline = config_dict.placeholder(float)
+    config.early_stopping.restore_best_weights = False
+    config.early_stopping.start_from_epoch = 0
+
+    config.steps_per_loop = 20  # train steps per tf.function call (fewer host round trips)
+    config.checkpoint_every_steps = 0  # 0 = checkpoint at the end of every epoch only
+    config.image_every_epochs = 1  # TensorBoard image grid interval; 0 = never
+    config.deterministic = True  # tf.config.experimental.enable_op_determinism()
+    return config

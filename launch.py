@@ -1,0 +1,75 @@
+"""Command line: `python launch.py --config=NAME [--config.FIELD=VALUE ...] [--workdir=DIR]`.
+
+Flags in, `autoenc.train.train_and_evaluate(config, workdir)` out. `--config.FIELD=VALUE`
+overrides are taken out of argv before absl sees them and are applied (type-checked) by
+`autoenc.config`. Any `UserError` ends the run with one line on stderr and its exit code.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+
+from absl import app, flags, logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "Config name in configs/ (e.g. conv_denoise) or a .py path.")
+flags.DEFINE_string("workdir", None, "Output directory; default runs/<config name>.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (N replicas).")
+flags.DEFINE_bool("debug", False, "Show full tracebacks for user errors.")
+
+OVERRIDE_PREFIX = "--config."
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Separates `--config.FIELD=VALUE` arguments from the flags absl parses."""
+    rest, overrides = [], {}
+    for arg in argv:
+        if arg.startswith(OVERRIDE_PREFIX):
+            field, sep, value = arg[len(OVERRIDE_PREFIX) :].partition("=")
+            if not sep:
+                fail(f"{arg}: expected {OVERRIDE_PREFIX}FIELD=VALUE", 2)
+            overrides[field] = value
+        else:
+            rest.append(arg)
+    return rest, overrides
+
+
+def fail(message: str, code: int) -> None:
+    print(f"launch.py: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str], overrides: dict[str, str]) -> None:
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
+    if not FLAGS.config:
+        fail("--config=NAME is required (e.g. --config=conv_denoise)", 2)
+    from autoenc import config as config_lib, distribute, train
+    from autoenc.errors import UserError
+
+    try:
+        if FLAGS.cpu_devices:
+            distribute.configure_cpu_devices(FLAGS.cpu_devices)
+        config = config_lib.load_config(FLAGS.config)
+        config_lib.apply_overrides(config, overrides)
+        name = os.path.splitext(os.path.basename(FLAGS.config))[0]
+        workdir = FLAGS.workdir or os.path.join("runs", name)
+        metrics = train.train_and_evaluate(config, workdir)
+    except UserError as e:
+        if FLAGS.debug:
+            raise
+        fail(str(e), e.exit_code)
+    logging.info("metrics in %s: test %s", os.path.join(workdir, "metrics.json"), metrics["test"])
+
+
+if __name__ == "__main__":
+    absl_argv, config_overrides = split_overrides(sys.argv)
+
+    def parse_flags(argv):
+        try:
+            return FLAGS(argv)
+        except flags.Error as e:
+            fail(str(e), 2)
+
+    app.run(lambda argv: main(argv, config_overrides), argv=absl_argv, flags_parser=parse_flags)
