@@ -45,7 +45,8 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     if not FLAGS.config:
         fail("--config=NAME is required (e.g. --config=conv_denoise)", 2)
-    from autoenc import config as config_lib, distribute, train
+    from autoenc import config as config_lib
+    from autoenc import distribute, train
     from autoenc.errors import UserError
 
     try:

@@ -25,7 +25,9 @@ RESUMABLE_CHANGES = ("epochs", "data_dir")
 def available_configs() -> list[str]:
     """Names accepted by `--config=NAME`: the experiment files in `configs/`."""
     return sorted(
-        p.stem for p in CONFIGS_DIR.glob("*.py") if not p.stem.startswith("_") and p.stem != "common"
+        p.stem
+        for p in CONFIGS_DIR.glob("*.py")
+        if not p.stem.startswith("_") and p.stem != "common"
     )
 
 
@@ -101,8 +103,10 @@ def apply_override(config: config_dict.ConfigDict, dotted: str, raw: str) -> Non
     node = config
     for part in parents:
         node = node.get(part) if isinstance(node, config_dict.ConfigDict) else None
-    if not isinstance(node, config_dict.ConfigDict) or leaf not in node or isinstance(
-        node[leaf], config_dict.ConfigDict
+    if (
+        not isinstance(node, config_dict.ConfigDict)
+        or leaf not in node
+        or isinstance(node[leaf], config_dict.ConfigDict)
     ):
         raise UsageError(
             f"unknown config field {dotted!r}; valid fields: {', '.join(field_names(config))}"

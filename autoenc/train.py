@@ -19,8 +19,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from autoenc import callbacks, data as data_lib, distribute, models, pipeline, steps
+from autoenc import callbacks, distribute, models, pipeline, steps
 from autoenc import config as config_lib
+from autoenc import data as data_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import NonFiniteLossError, UserError
@@ -157,8 +158,12 @@ def _train(config, workdir, data, strategy) -> dict:
                 raise UserError(
                     f"cannot resume from {latest.latest_checkpoint}: {str(e).splitlines()[0]}"
                 ) from None
-            logging.info("Resuming from %s (epoch %d, step %d)", latest.latest_checkpoint,
-                         int(state.epoch), int(state.step))
+            logging.info(
+                "Resuming from %s (epoch %d, step %d)",
+                latest.latest_checkpoint,
+                int(state.epoch),
+                int(state.step),
+            )
 
     host = state.load_host()
     history = host.get("history", [])
@@ -255,19 +260,35 @@ def _train(config, workdir, data, strategy) -> dict:
         save_latest(host)
         workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
         _write_epoch_summaries(
-            summaries, config, epoch, logs, val, seconds, images_per_sec, optimizer,
+            summaries,
+            config,
+            epoch,
+            logs,
+            val,
+            seconds,
+            images_per_sec,
+            optimizer,
             (grid_targets, grid_inputs, model(grid_inputs, training=False)),
         )
         logging.info(
             "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
             "best %.4f (epoch %d)%s",
-            epoch, config.epochs, loss, val["loss"], val["psnr"], seconds, images_per_sec,
-            best.best, best.best_epoch + 1, "  early stop" if stopped_early else "",
+            epoch,
+            config.epochs,
+            loss,
+            val["loss"],
+            val["psnr"],
+            seconds,
+            images_per_sec,
+            best.best,
+            best.best_epoch + 1,
+            "  early stop" if stopped_early else "",
         )
 
     summaries.close()
-    return _test_best(config, workdir, strategy, model, best_store, best, dist_eval_data,
-                      epoch, stopped_early)
+    return _test_best(
+        config, workdir, strategy, model, best_store, best, dist_eval_data, epoch, stopped_early
+    )
 
 
 def _check_finite(losses: np.ndarray, epoch: int, step_before: int, workdir) -> None:
@@ -302,8 +323,17 @@ def _write_epoch_summaries(
     summaries.flush()
 
 
-def _test_best(config, workdir, strategy, model, best_store, best, dist_eval_data,
-               epochs_completed, stopped_early) -> dict:
+def _test_best(
+    config,
+    workdir,
+    strategy,
+    model,
+    best_store,
+    best,
+    dist_eval_data,
+    epochs_completed,
+    stopped_early,
+) -> dict:
     """Restores the best weights, scores them on the clean test set, writes metrics.json."""
     if best_store.latest_checkpoint:
         tf.train.Checkpoint(model=model).restore(

@@ -1,0 +1,64 @@
+"""Shared test setup: four logical CPU devices (so MirroredStrategy gets real replicas) and tiny
+synthetic Fashion-MNIST stand-ins. Devices must be split before TensorFlow initialises them."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from autoenc import distribute  # noqa: E402
+from autoenc.data import FashionMNIST  # noqa: E402
+
+LOGICAL_CPUS = 4
+distribute.configure_cpu_devices(LOGICAL_CPUS)
+
+
+def mirrored(replicas: int) -> tf.distribute.MirroredStrategy:
+    """MirroredStrategy over the first `replicas` logical CPU devices.
+
+    It uses the same all-reduce as production (CollectiveAllReduce), but gives each strategy
+    its own range of collective group keys: strategies of different sizes in one process
+    would otherwise both claim group key 1 and abort ("joining a group with size 4, but that
+    group has size 2"). A real run has a single strategy, so only tests need this.
+    """
+    from tensorflow.python.distribute import cross_device_ops, cross_device_utils
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:replicas]]
+    _strategies_made[0] += 1
+    all_reduce = cross_device_ops.CollectiveAllReduce(
+        devices=devices,
+        group_size=replicas,
+        options=tf.distribute.experimental.CommunicationOptions(),
+        collective_keys=cross_device_utils.CollectiveKeys(
+            group_key_start=1 + 10_000 * _strategies_made[0]
+        ),
+    )
+    return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=all_reduce)
+
+
+_strategies_made = [0]
+
+
+def synthetic_images(count: int, seed: int) -> np.ndarray:
+    """Garment-like uint8 images: a bright blob of random size on a black background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    centres = rng.uniform(9, 19, size=(count, 2, 1, 1))
+    radii = rng.uniform(4, 10, size=(count, 1, 1))
+    inside = (yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2 < radii**2
+    texture = rng.uniform(120, 255, size=(count, 28, 28))
+    return np.where(inside, texture, 0).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> FashionMNIST:
+    """512 training and 256 test images (labels unused by autoencoders)."""
+    return FashionMNIST(
+        x_train=synthetic_images(512, seed=1),
+        y_train=np.zeros(512, np.uint8),
+        x_test=synthetic_images(256, seed=2),
+        y_test=np.zeros(256, np.uint8),
+    )

@@ -1,0 +1,73 @@
+"""The tf.data pipeline: scaling, per-epoch yet reproducible noise, fixed eval noise."""
+
+import numpy as np
+import tensorflow as tf
+from conftest import synthetic_images
+
+from autoenc import pipeline
+
+IMAGES = tf.constant(synthetic_images(96, seed=0))
+
+
+def epoch_batches(epoch, seed=0, noise_factor=0.5, skip=0, shape=(28, 28, 1)):
+    dataset = pipeline.train_dataset(
+        IMAGES, batch_size=32, epoch=epoch, seed=seed, noise_factor=noise_factor,
+        input_shape=shape, skip_batches=skip,
+    )  # fmt: skip
+    return [(x.numpy(), y.numpy()) for x, y in dataset]
+
+
+def test_targets_are_scaled_clean_images_and_inputs_are_clipped_noise():
+    batches = epoch_batches(0)
+    assert len(batches) == 3
+    noisy, clean = batches[0]
+    assert noisy.shape == clean.shape == (32, 28, 28, 1) and clean.dtype == np.float32
+    originals = IMAGES.numpy().astype(np.float32) / 255
+    for row in clean:  # every target is one of the originals, scaled to [0, 1]
+        assert np.min(np.abs(originals - row[..., 0]).max(axis=(1, 2))) < 1e-6
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    noise = noisy - clean
+    assert 0.2 < np.std(noise) < 0.5  # clipped N(0, 0.5^2) noise
+    assert np.mean(noisy[clean == 0]) > 0.15  # clipping biases the black background upwards
+
+
+def test_each_epoch_is_a_permutation_with_fresh_noise():
+    first, second = epoch_batches(0), epoch_batches(1)
+    clean0 = np.concatenate([c for _, c in first])
+    clean1 = np.concatenate([c for _, c in second])
+    assert not np.array_equal(clean0, clean1)  # reshuffled
+    np.testing.assert_array_equal(np.sort(clean0.ravel()), np.sort(clean1.ravel()))
+    noise0 = np.concatenate([n - c for n, c in first])
+    noise1 = np.concatenate([n - c for n, c in second])
+    assert not np.allclose(noise0, noise1)  # tensorflow#35682: noise must not repeat
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a, b, c = epoch_batches(2), epoch_batches(2), epoch_batches(2, seed=1)
+    for (na, ca), (nb, cb) in zip(a, b):
+        np.testing.assert_array_equal(na, nb)
+        np.testing.assert_array_equal(ca, cb)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_skipping_batches_resumes_the_same_sequence():
+    full, resumed = epoch_batches(3), epoch_batches(3, skip=2)
+    assert len(resumed) == 1
+    np.testing.assert_array_equal(full[2][0], resumed[0][0])
+
+
+def test_zero_noise_and_flat_inputs_for_the_dense_model():
+    noisy, clean = epoch_batches(0, noise_factor=0.0, shape=(784,))[0]
+    assert noisy.shape == (32, 784)
+    np.testing.assert_array_equal(noisy, clean)
+
+
+def test_eval_noise_is_identical_every_pass_and_covers_every_image():
+    dataset = pipeline.eval_dataset(
+        IMAGES, batch_size=40, seed=0, noise_factor=0.5, input_shape=(28, 28, 1)
+    )
+    first = [x.numpy() for x, _ in dataset]
+    second = [x.numpy() for x, _ in dataset]
+    assert [len(b) for b in first] == [40, 40, 16]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)

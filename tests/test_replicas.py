@@ -1,0 +1,52 @@
+"""The same global batch gives the same training on 1, 2 and 4 replicas (logical CPU devices).
+
+This is what catches gradients that are averaged instead of summed across replicas
+(keras#19308), a loss divided by the per-replica batch, or an unscaled regulariser.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import mirrored, synthetic_images
+
+from autoenc import models, pipeline, steps, train
+from configs import conv_denoise, dense_compress
+
+IMAGES = tf.constant(synthetic_images(256, seed=3))
+STEPS = 5
+
+
+def train_weights(config, replicas, initial_weights):
+    strategy = mirrored(replicas)
+    with strategy.scope():
+        model = models.build(config).autoencoder
+        model.set_weights(initial_weights)
+        optimizer = train.make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    train_steps = steps.make_train_steps(strategy, model, optimizer, config.batch_size)
+    dataset = pipeline.train_dataset(
+        IMAGES, batch_size=config.batch_size, epoch=0, seed=0,
+        noise_factor=config.noise_factor, input_shape=models.input_shape(config),
+    )  # fmt: skip
+    losses = train_steps(iter(strategy.experimental_distribute_dataset(dataset)), STEPS)
+    return losses.numpy(), [w.copy() for w in model.get_weights()]
+
+
+@pytest.mark.parametrize("base", [dense_compress, conv_denoise], ids=["dense", "conv"])
+@pytest.mark.parametrize("optimizer", ["adadelta", "adam"])
+def test_one_two_and_four_replicas_train_identically(base, optimizer):
+    config = base.get_config()
+    config.batch_size = 32
+    config.optimizer = optimizer
+    if config.model == "dense":
+        config.activity_l1 = 1e-2  # large enough that a mis-scaled regulariser would show
+    keras.utils.set_random_seed(0)
+    initial = models.build(config).autoencoder.get_weights()
+    reference_losses, reference = train_weights(config, 1, initial)
+    assert not np.allclose(reference[0], initial[0])  # it did train
+    for replicas in (2, 4):
+        losses, weights = train_weights(config, replicas, initial)
+        np.testing.assert_allclose(losses, reference_losses, rtol=1e-5, atol=1e-6)
+        for got, want in zip(weights, reference):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
