@@ -140,12 +140,12 @@ def _train(config, workdir, data, strategy) -> dict:
     )
 
     keras.utils.set_random_seed(config.seed)
+    state = RunState()  # host-side counters: plain variables, outside the strategy scope
     with strategy.scope():
         nets = models.build(config)
         model = nets.autoencoder
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)  # before the first step, or Mirrored fails
-        state = RunState()
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **state.trackables())
         latest = tf.train.CheckpointManager(checkpoint, workdir / "checkpoints", max_to_keep=2)
         best_store = tf.train.CheckpointManager(
@@ -310,7 +310,7 @@ def _write_epoch_summaries(
             loss=logs["loss"],
             seconds=seconds,
             images_per_sec=images_per_sec,
-            learning_rate=float(optimizer.learning_rate),
+            learning_rate=float(np.asarray(optimizer.learning_rate.value)),
         ),
         epoch,
     )
