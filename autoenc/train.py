@@ -28,7 +28,15 @@ from autoenc.errors import NonFiniteLossError, UserError
 
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
-GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
+GRID_IMAGES = 8
+# Which way is better for each logged value early stopping may monitor (Keras reads this from
+# the compiled metrics; we have none).
+METRIC_DIRECTIONS = {
+    "mse": "min",
+    "bce": "min",
+    "psnr": "max",
+    "ssim": "max",
+}  # validation images shown in the TensorBoard grid
 
 
 def make_optimizer(config) -> keras.optimizers.Optimizer:
@@ -74,6 +82,7 @@ def _early_stopping(config) -> callbacks.EarlyStopping | None:
         baseline=es.baseline,
         restore_best_weights=es.restore_best_weights,
         start_from_epoch=es.start_from_epoch,
+        metric_directions=METRIC_DIRECTIONS,
     )
 
 
@@ -229,7 +238,7 @@ def _train(config, workdir, data, strategy) -> dict:
 
         val = steps.sums_to_means(eval_model(dist_eval_data))
         loss = float(state.epoch_loss_sum) / steps_per_epoch
-        logs = {"loss": loss, "val_loss": val["loss"]}
+        logs = {"loss": loss, **{f"val_{name}": value for name, value in val.items()}}
         if not math.isfinite(val["loss"]):
             raise NonFiniteLossError(
                 f"val_loss is {val['loss']} after epoch {epoch + 1}; the best checkpoint in"
@@ -287,7 +296,16 @@ def _train(config, workdir, data, strategy) -> dict:
 
     summaries.close()
     return _test_best(
-        config, workdir, strategy, model, best_store, best, dist_eval_data, epoch, stopped_early
+        config,
+        workdir,
+        strategy,
+        model,
+        eval_model,
+        best_store,
+        best,
+        dist_eval_data,
+        epoch,
+        stopped_early,
     )
 
 
@@ -328,6 +346,7 @@ def _test_best(
     workdir,
     strategy,
     model,
+    eval_model,
     best_store,
     best,
     dist_eval_data,
@@ -339,7 +358,7 @@ def _test_best(
         tf.train.Checkpoint(model=model).restore(
             best_store.latest_checkpoint
         ).assert_existing_objects_matched()
-    test = steps.sums_to_means(steps.make_eval_sums(strategy, model)(dist_eval_data))
+    test = steps.sums_to_means(eval_model(dist_eval_data))
     metrics = dict(
         best_epoch=best.best_epoch + 1,
         best_val_loss=best.best,
