@@ -5,6 +5,7 @@ overrides are taken out of argv before absl sees them and are applied (type-chec
 `autoenc.config`. Any `UserError` ends the run with one line on stderr and its exit code.
 """
 
+import contextlib
 import os
 import sys
 
@@ -35,6 +36,20 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return rest, overrides
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silences file descriptor 2 (C++ logging) for the block; Python errors still show."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def fail(message: str, code: int) -> None:
     print(f"launch.py: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -45,17 +60,21 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     if not FLAGS.config:
         fail("--config=NAME is required (e.g. --config=conv_denoise)", 2)
-    from autoenc import config as config_lib
-    from autoenc import distribute, train
+    from autoenc import config as config_lib  # no TensorFlow yet: config errors answer fast
     from autoenc.errors import UserError
 
     try:
-        if FLAGS.cpu_devices:
-            distribute.configure_cpu_devices(FLAGS.cpu_devices)
         config = config_lib.load_config(FLAGS.config)
         config_lib.apply_overrides(config, overrides)
+        config_lib.validate(config)
         name = os.path.splitext(os.path.basename(FLAGS.config))[0]
         workdir = FLAGS.workdir or os.path.join("runs", name)
+
+        with quiet_native_stderr():  # TensorFlow's C++ start-up notes, e.g. "no CUDA drivers"
+            from autoenc import distribute, train
+
+        if FLAGS.cpu_devices:
+            distribute.configure_cpu_devices(FLAGS.cpu_devices)
         metrics = train.train_and_evaluate(config, workdir)
     except UserError as e:
         if FLAGS.debug:

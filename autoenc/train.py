@@ -193,7 +193,7 @@ def _train(config, workdir, data, strategy) -> dict:
         noise_factor=config.noise_factor,
         input_shape=input_shape,
     )
-    dist_eval_data = strategy.experimental_distribute_dataset(eval_data)
+    dist_eval_data = distribute.distribute_dataset(strategy, eval_data)
     grid_inputs, grid_targets = (t[:GRID_IMAGES] for t in next(iter(eval_data)))
     summaries = summaries_lib.Summaries(workdir)
 
@@ -214,7 +214,7 @@ def _train(config, workdir, data, strategy) -> dict:
             input_shape=input_shape,
             skip_batches=done_in_epoch,
         )
-        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        iterator = iter(distribute.distribute_dataset(strategy, dataset))
         progress = (
             keras.utils.Progbar(steps_per_epoch, unit_name="step") if sys.stderr.isatty() else None
         )

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import mirrored, synthetic_images
 
-from autoenc import models, pipeline, steps, train
+from autoenc import distribute, models, pipeline, steps, train
 from configs import conv_denoise, dense_compress
 
 IMAGES = tf.constant(synthetic_images(256, seed=3))
@@ -29,7 +29,7 @@ def train_weights(config, replicas, initial_weights):
         IMAGES, batch_size=config.batch_size, epoch=0, seed=0,
         noise_factor=config.noise_factor, input_shape=models.input_shape(config),
     )  # fmt: skip
-    losses = train_steps(iter(strategy.experimental_distribute_dataset(dataset)), STEPS)
+    losses = train_steps(iter(distribute.distribute_dataset(strategy, dataset)), STEPS)
     return losses.numpy(), [w.copy() for w in model.get_weights()]
 
 

@@ -5,12 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import mirrored
 from tensorboard.backend.event_processing import event_accumulator
 
-from autoenc import train, workdir as workdir_lib
+from autoenc import train
+from autoenc import workdir as workdir_lib
 from autoenc.errors import NonFiniteLossError, UsageError, UserError
 from configs import conv_denoise, dense_compress
-from conftest import mirrored
 
 
 def conv_config(**overrides):
@@ -44,7 +45,9 @@ def event_tags(path):
 
 
 def test_conv_run_writes_every_output_and_learns(tmp_path, tiny_data):
-    metrics = train.train_and_evaluate(conv_config(), tmp_path, data=tiny_data, strategy=mirrored(2))
+    metrics = train.train_and_evaluate(
+        conv_config(), tmp_path, data=tiny_data, strategy=mirrored(2)
+    )
 
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert json.loads((tmp_path / "config.json").read_text())["noise_factor"] == 0.5
@@ -90,11 +93,18 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_data):
 def test_mid_epoch_checkpoints_resume_exactly(tmp_path, tiny_data):
     config = dense_config(checkpoint_every_steps=3, epochs=2)
     whole = train.train_and_evaluate(config, tmp_path / "whole", data=tiny_data)
-    # Simulate a crash after step 3 of epoch 1 (8 steps/epoch) by keeping only that checkpoint.
+    # Simulate a crash at step 6 of epoch 1 (8 steps/epoch): roll the checkpoint pointer back
+    # to the mid-epoch checkpoint and drop everything written after it.
     crashed = tmp_path / "crashed"
-    train.train_and_evaluate(dense_config(checkpoint_every_steps=3, epochs=1), crashed, data=tiny_data)
-    assert (crashed / "checkpoints" / "ckpt-8.index").exists()
-    assert (crashed / "checkpoints" / "ckpt-6.index").exists()
+    first = dense_config(checkpoint_every_steps=3, epochs=1)
+    train.train_and_evaluate(first, crashed, data=tiny_data)
+    checkpoints = crashed / "checkpoints"
+    assert (checkpoints / "ckpt-6.index").exists() and (checkpoints / "ckpt-8.index").exists()
+    for path in checkpoints.glob("ckpt-8.*"):
+        path.unlink()
+    (checkpoints / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-6"\nall_model_checkpoint_paths: "ckpt-6"\n'
+    )
     (crashed / "metrics.json").unlink()
     resumed = train.train_and_evaluate(config, crashed, data=tiny_data)
     assert resumed == whole
