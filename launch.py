@@ -1,8 +1,10 @@
 """Command line: `python launch.py --config=NAME [--config.FIELD=VALUE ...] [--workdir=DIR]`.
 
-Flags in, `autoenc.train.train_and_evaluate(config, workdir)` out. `--config.FIELD=VALUE`
-overrides are taken out of argv before absl sees them and are applied (type-checked) by
-`autoenc.config`. Any `UserError` ends the run with one line on stderr and its exit code.
+Flags in, `autoenc.train.train_and_evaluate(config, workdir)` out; with `--mode=figures`,
+`autoenc.plots.figures_from_workdir(config, workdir)` instead redraws the book's figures from
+the best checkpoint without training. `--config.FIELD=VALUE` overrides are taken out of argv
+before absl sees them and are applied (type-checked) by `autoenc.config`. Any `UserError` ends
+the run with one line on stderr and its exit code.
 """
 
 import contextlib
@@ -18,6 +20,9 @@ flags.DEFINE_string("config", None, "Config name in configs/ (e.g. conv_denoise)
 flags.DEFINE_string("workdir", None, "Output directory; default runs/<config name>.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (N replicas).")
 flags.DEFINE_bool("debug", False, "Show full tracebacks for user errors.")
+flags.DEFINE_enum(
+    "mode", "train", ["train", "figures"], "train, or figures: redraw WORKDIR/figures/ only."
+)
 
 OVERRIDE_PREFIX = "--config."
 
@@ -71,16 +76,21 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         workdir = FLAGS.workdir or os.path.join("runs", name)
 
         with quiet_native_stderr():  # TensorFlow's C++ start-up notes, e.g. "no CUDA drivers"
-            from autoenc import distribute, train
+            from autoenc import distribute, plots, train
 
         if FLAGS.cpu_devices:
             distribute.configure_cpu_devices(FLAGS.cpu_devices)
-        metrics = train.train_and_evaluate(config, workdir)
+        if FLAGS.mode == "figures":
+            paths = plots.figures_from_workdir(config, workdir)
+            logging.info("figures: %s", ", ".join(str(path) for path in paths))
+        else:
+            metrics = train.train_and_evaluate(config, workdir)
+            metrics_path = os.path.join(workdir, "metrics.json")
+            logging.info("metrics in %s: test %s", metrics_path, metrics["test"])
     except UserError as e:
         if FLAGS.debug:
             raise
         fail(str(e), e.exit_code)
-    logging.info("metrics in %s: test %s", os.path.join(workdir, "metrics.json"), metrics["test"])
 
 
 if __name__ == "__main__":

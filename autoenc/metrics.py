@@ -22,16 +22,53 @@ def per_example_bce(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.reshape(pixel_bce, [batch, -1]), axis=1)
 
 
+def _gaussian_band(size: int = 28, taps: int = 11, sigma: float = 1.5) -> tf.Tensor:
+    """A (size - taps + 1, size) matrix whose rows are the normalised 1-D Gaussian, shifted.
+
+    Multiplying an image by it on both sides is the 'VALID' 2-D Gaussian filter that
+    `tf.image.ssim` applies (its 2-D kernel is the outer product of this 1-D one).
+    """
+    coords = tf.range(taps, dtype=tf.float32) - (taps - 1) / 2.0
+    weights = tf.exp(-0.5 * tf.square(coords) / sigma**2)
+    weights /= tf.reduce_sum(weights)
+    rows = [tf.pad(weights, [[i, size - taps - i]]) for i in range(size - taps + 1)]
+    return tf.stack(rows)
+
+
+def ssim_28x28(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+    """Per-image SSIM, equal to `tf.image.ssim(targets, outputs, max_val=1.0)` (to ~1e-6).
+
+    `tf.image.ssim` filters with a depthwise convolution that took ~13 s per 10,000 images on
+    our 2-core CPU, most of an epoch's evaluation; the same separable Gaussian as two small
+    matrix products is over 10x faster. Inputs are (batch, 28, 28, 1) in [0, 1].
+    """
+    band = _gaussian_band()
+    x, y = targets[..., 0], outputs[..., 0]
+
+    def blur(image):
+        return tf.einsum("ij,bjk,lk->bil", band, image, band)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mean_x, mean_y = blur(x), blur(y)
+    mean_xy2 = 2.0 * mean_x * mean_y
+    mean_sq = tf.square(mean_x) + tf.square(mean_y)
+    luminance = (mean_xy2 + c1) / (mean_sq + c1)
+    contrast_structure = (2.0 * blur(x * y) - mean_xy2 + c2) / (
+        blur(tf.square(x) + tf.square(y)) - mean_sq + c2
+    )
+    return tf.reduce_mean(luminance * contrast_structure, axis=[1, 2])
+
+
 def per_example_quality(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
     """Per-example [bce, mse, psnr, ssim] (shape [batch, 4]) of outputs against targets.
 
     PSNR is 10 log10(1 / MSE) per image (peak value 1), with MSE floored at 1e-10 so a perfect
-    copy scores 100 dB rather than infinity; SSIM is `tf.image.ssim` with max_val 1.
+    copy scores 100 dB rather than infinity; SSIM is `tf.image.ssim`'s with max_val 1.
     """
     targets = tf.reshape(targets, [-1, *IMAGE_SHAPE])
     outputs = tf.reshape(outputs, [-1, *IMAGE_SHAPE])
     bce = per_example_bce(targets, outputs)
     mse = tf.reduce_mean(tf.square(targets - outputs), axis=[1, 2, 3])
     psnr = 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
-    ssim = tf.image.ssim(targets, outputs, max_val=1.0)
+    ssim = ssim_28x28(targets, outputs)
     return tf.stack([bce, mse, psnr, ssim], axis=1)

@@ -1,14 +1,25 @@
-"""TensorBoard summaries, written from the host loop with one writer per split.
+"""TensorBoard summaries, written from the host loop: one writer per split, plus the run's hparams.
 
 The layout matches Keras' TensorBoard callback (`WORKDIR/train`, `WORKDIR/validation`), so
-`tensorboard --logdir WORKDIR` overlays training and validation curves under the same tags.
-Nothing here runs inside `strategy.run`, where tf.summary has no default writer or step.
+`tensorboard --logdir WORKDIR` overlays training and validation curves under the same tags, and a
+parent directory of several workdirs shows them side by side. The train run gets the per-epoch
+scalars, the loss every `loss_every_steps` steps, the graph of the traced train step and, if
+`config.histograms`, weight histograms; the validation run gets the per-epoch metrics and an
+image grid of fixed validation images. At the end of a run `write_hparams` puts the config and
+the test metrics into `WORKDIR` itself (the run TensorBoard names after the workdir) for the
+HParams dashboard. Nothing here runs inside `strategy.run`, where tf.summary has no default
+writer or step.
 """
 
 import pathlib
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hp
+
+from autoenc import config as config_lib
+
+TEST_METRICS = ("bce", "mse", "psnr", "ssim")
 
 
 def image_grid(rows: list[np.ndarray]) -> np.ndarray:
@@ -24,7 +35,9 @@ def image_grid(rows: list[np.ndarray]) -> np.ndarray:
 class Summaries:
     """The train/ and validation/ event files of one run."""
 
-    def __init__(self, workdir: pathlib.Path):
+    def __init__(self, workdir: pathlib.Path, config):
+        self._config = config
+        self._graph_written = False
         self._writers = {
             split: tf.summary.create_file_writer(str(pathlib.Path(workdir) / split))
             for split in ("train", "validation")
@@ -41,6 +54,76 @@ class Summaries:
         with self._writers["validation"].as_default(step=step):
             tf.summary.image(name, grid, step=step, description=description)
 
+    def train_losses(self, first_step: int, losses: np.ndarray) -> None:
+        """Writes `batch_loss` at every step of one `train_steps` call that is a multiple of N.
+
+        N is `config.loss_every_steps` (0 = never). Steps are optimizer steps counted over the
+        whole run, so the curve continues across epochs and resumed runs.
+
+        Args:
+            first_step: optimizer steps done before the call; `losses[i]` is step first_step+1+i.
+            losses: the per-step global-batch losses the call returned.
+        """
+        every = self._config.loss_every_steps
+        if every < 1:
+            return
+        last_step = first_step + len(losses)
+        first_due = (first_step // every + 1) * every
+        with self._writers["train"].as_default():
+            for step in range(first_due, last_step + 1, every):
+                tf.summary.scalar("batch_loss", float(losses[step - first_step - 1]), step=step)
+
+    def train_graph(self, train_steps: tf.types.experimental.PolymorphicFunction, *args) -> None:
+        """Writes the graph of `train_steps` to the train run (the Graphs tab), once per process.
+
+        Call it just before the first `train_steps(*args)`. `get_concrete_function` with the
+        arguments of that call traces exactly the graph the call then reuses, so nothing is
+        traced twice; `tf.summary.trace_on` would have to precede the first trace to capture
+        anything, and only records the graphs of calls made while it is on.
+
+        Args:
+            train_steps: the `tf.function` from `steps.make_train_steps`.
+            *args: the arguments of its first call (iterator, number of steps).
+        """
+        if self._graph_written:
+            return
+        graph = train_steps.get_concrete_function(*args).graph
+        with self._writers["train"].as_default():
+            tf.summary.graph(graph)
+        self._graph_written = True
+
+    def histograms(self, model, epoch: int) -> None:
+        """Writes a histogram of every weight to the train run, tagged `<layer>/<name>/histogram`.
+
+        The tags are those of Keras' TensorBoard callback with `histogram_freq=1`.
+        """
+        with self._writers["train"].as_default(step=epoch):
+            for weight in model.weights:
+                tf.summary.histogram(f"{weight.path.replace(':', '_')}/histogram", weight)
+
+    def epoch_end(self, epoch: int, train: dict, validation: dict, grid_rows, model=None) -> None:
+        """Everything written once per epoch (`epoch` is 1-based, the step of these summaries).
+
+        Args:
+            epoch: epochs completed.
+            train: scalars for the train run (loss, seconds, images_per_sec, learning_rate).
+            validation: scalars for the validation run (loss, bce, mse, psnr, ssim).
+            grid_rows: (clean, model input, model output) for a fixed set of validation images.
+            model: the model whose weights `config.histograms` asks to histogram.
+        """
+        self.scalars("train", train, epoch)
+        self.scalars("validation", validation, epoch)
+        every = self._config.image_every_epochs
+        if every and epoch % every == 0:
+            clean, noisy, output = (np.asarray(rows) for rows in grid_rows)
+            denoising = self._config.noise_factor > 0
+            rows = [clean, noisy, output] if denoising else [clean, output]
+            caption = "clean | noisy | denoised" if denoising else "original | reconstructed"
+            self.image("reconstructions", image_grid(rows), epoch, caption)
+        if self._config.histograms and model is not None:
+            self.histograms(model, epoch)
+        self.flush()
+
     def flush(self) -> None:
         for writer in self._writers.values():
             writer.flush()
@@ -48,3 +131,50 @@ class Summaries:
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
+
+
+def hparams_of(config) -> dict[str, bool | int | float | str]:
+    """The config's scalar fields, dotted for nested ones, as HParams plugin values.
+
+    Fields that are None (`learning_rate` meaning the optimizer's default,
+    `early_stopping.baseline`) are left out: an hparam must be a bool, number or string, and
+    a "None" string would turn the whole column into strings for every run.
+    """
+    values = {}
+    for name in config_lib.field_names(config):
+        value = config_lib.config_value(config, name)
+        if isinstance(value, bool | int | float | str):
+            values[name] = value
+    return values
+
+
+def write_hparams(workdir: pathlib.Path, config, metrics: dict) -> None:
+    """Writes the config as hparams and the test metrics as scalars into `WORKDIR` itself.
+
+    The HParams dashboard makes every run holding hparams one session (a row) and takes the
+    last value of each scalar tag in it, and in the runs under it, as that session's metrics:
+    `test_bce`, `test_mse`, `test_psnr`, `test_ssim` and `best_val_loss` here, next to
+    `train/epoch_loss` and the other per-epoch scalars. No experiment summary
+    (`hp.hparams_config`) is written: TensorBoard would take the first it finds as the list of
+    hparams for all runs, hiding `encoding_dim` when a conv run came first; without one it
+    takes the union over runs. A run extended later rewrites the file, so the session always
+    shows the latest config and results.
+
+    Args:
+        workdir: the run's work directory.
+        config: the run's config.
+        metrics: the contents of metrics.json (`test`, `best_val_loss`, `epochs_completed`).
+    """
+    workdir = pathlib.Path(workdir)
+    previous = list(workdir.glob("events.out.tfevents.*"))
+    writer = tf.summary.create_file_writer(str(workdir))
+    # The trial id groups sessions in the dashboard; the path keeps equal configs in different
+    # workdirs apart (the default, a hash of the hparams, would merge them into one row).
+    with writer.as_default(step=metrics["epochs_completed"]):
+        hp.hparams(hparams_of(config), trial_id=str(workdir.resolve()))
+        for name in TEST_METRICS:
+            tf.summary.scalar(f"test_{name}", metrics["test"][name])
+        tf.summary.scalar("best_val_loss", metrics["best_val_loss"])
+    writer.close()
+    for path in previous:  # only after the new file is complete: never a moment without one
+        path.unlink(missing_ok=True)

@@ -19,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from autoenc import callbacks, distribute, models, pipeline, steps
+from autoenc import callbacks, distribute, models, pipeline, preemption, steps
 from autoenc import config as config_lib
 from autoenc import data as data_lib
+from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import NonFiniteLossError, UserError
@@ -32,10 +33,10 @@ GRID_IMAGES = 8
 # Which way is better for each logged value early stopping may monitor (Keras reads this from
 # the compiled metrics; we have none).
 METRIC_DIRECTIONS = {
-    "mse": "min",
-    "bce": "min",
-    "psnr": "max",
-    "ssim": "max",
+    "val_mse": "down",
+    "val_bce": "down",
+    "val_psnr": "up",
+    "val_ssim": "up",
 }  # validation images shown in the TensorBoard grid
 
 
@@ -122,10 +123,13 @@ def train_and_evaluate(config, workdir, *, data=None, strategy=None) -> dict:
             if reason:
                 logging.info("%s is already finished: %s.", workdir, reason)
                 return metrics
-        return _train(config, workdir, data, strategy or distribute.make_strategy())
+        with preemption.StopSignals() as stop_signals:
+            return _train(
+                config, workdir, data, strategy or distribute.make_strategy(), stop_signals
+            )
 
 
-def _train(config, workdir, data, strategy) -> dict:
+def _train(config, workdir, data, strategy, stop_signals) -> dict:
     per_replica_batch = distribute.per_replica_batch(strategy, config.batch_size)
     if data is None:
         data = data_lib.load_fashion_mnist(config.data_dir or None)
@@ -183,6 +187,8 @@ def _train(config, workdir, data, strategy) -> dict:
     if early_stopping and "early_stopping" in host:
         early_stopping.load_state_dict(host["early_stopping"])
     stopped_early = host.get("stopped_early", False)
+    if history:  # a crash may have come between the checkpoint and the history.csv write
+        workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
 
     train_steps = steps.make_train_steps(strategy, model, optimizer, config.batch_size)
     eval_model = steps.make_eval_sums(strategy, model)
@@ -195,7 +201,7 @@ def _train(config, workdir, data, strategy) -> dict:
     )
     dist_eval_data = distribute.distribute_dataset(strategy, eval_data)
     grid_inputs, grid_targets = (t[:GRID_IMAGES] for t in next(iter(eval_data)))
-    summaries = summaries_lib.Summaries(workdir)
+    summaries = summaries_lib.Summaries(workdir, config)
 
     def save_latest(host_state):
         state.save_host(host_state)
@@ -224,8 +230,10 @@ def _train(config, workdir, data, strategy) -> dict:
             every = config.checkpoint_every_steps
             if every:
                 count = min(count, every - int(state.step) % every)
+            summaries.train_graph(train_steps, iterator, tf.constant(count))  # first call only
             losses = train_steps(iterator, tf.constant(count)).numpy()
             _check_finite(losses, epoch, int(state.step), workdir)
+            summaries.train_losses(int(state.step), losses)
             state.step.assign_add(count)
             state.epoch_loss_sum.assign_add(float(np.sum(losses, dtype=np.float64)))
             done_in_epoch += count
@@ -234,6 +242,9 @@ def _train(config, workdir, data, strategy) -> dict:
                 progress.update(done_in_epoch, [("loss", float(losses[-1]))])
             if every and int(state.step) % every == 0 and done_in_epoch < steps_per_epoch:
                 save_latest(host)
+            if stop_signals.received and done_in_epoch < steps_per_epoch:
+                save_latest(host)
+                raise _preempted(stop_signals, epoch, int(state.step))
         train_seconds = time.perf_counter() - started
 
         val = steps.sums_to_means(eval_model(dist_eval_data))
@@ -268,16 +279,19 @@ def _train(config, workdir, data, strategy) -> dict:
             host["early_stopping"] = early_stopping.state_dict()
         save_latest(host)
         workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
-        _write_epoch_summaries(
-            summaries,
-            config,
+        if stop_signals.received:
+            raise _preempted(stop_signals, epoch - 1, int(state.step))
+        summaries.epoch_end(
             epoch,
-            logs,
-            val,
-            seconds,
-            images_per_sec,
-            optimizer,
-            (grid_targets, grid_inputs, model(grid_inputs, training=False)),
+            train=dict(
+                loss=loss,
+                seconds=seconds,
+                images_per_sec=images_per_sec,
+                learning_rate=float(np.asarray(optimizer.learning_rate.value)),
+            ),
+            validation=val,
+            grid_rows=(grid_targets, grid_inputs, model(grid_inputs, training=False)),
+            model=model,
         )
         logging.info(
             "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
@@ -309,6 +323,13 @@ def _train(config, workdir, data, strategy) -> dict:
     )
 
 
+def _preempted(stop_signals, epoch: int, step: int) -> preemption.Preempted:
+    return preemption.Preempted(
+        f"stopped by {stop_signals.name()} in epoch {epoch + 1} at step {step}; checkpoint"
+        " saved; rerun the same command to resume"
+    )
+
+
 def _check_finite(losses: np.ndarray, epoch: int, step_before: int, workdir) -> None:
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
@@ -317,28 +338,6 @@ def _check_finite(losses: np.ndarray, epoch: int, step_before: int, workdir) -> 
             f" stopped without saving (the best checkpoint in {workdir / 'best'} is intact);"
             " try a lower --config.learning_rate"
         )
-
-
-def _write_epoch_summaries(
-    summaries, config, epoch, logs, val, seconds, images_per_sec, optimizer, grid_rows
-):
-    summaries.scalars(
-        "train",
-        dict(
-            loss=logs["loss"],
-            seconds=seconds,
-            images_per_sec=images_per_sec,
-            learning_rate=float(np.asarray(optimizer.learning_rate.value)),
-        ),
-        epoch,
-    )
-    summaries.scalars("validation", {name: val[name] for name in val}, epoch)
-    if config.image_every_epochs and epoch % config.image_every_epochs == 0:
-        clean, noisy, output = (np.asarray(rows) for rows in grid_rows)
-        rows = [clean, noisy, output] if config.noise_factor else [clean, output]
-        caption = "clean | noisy | denoised" if config.noise_factor else "original | reconstructed"
-        summaries.image("reconstructions", summaries_lib.image_grid(rows), epoch, caption)
-    summaries.flush()
 
 
 def _test_best(
@@ -374,4 +373,6 @@ def _test_best(
     logging.info("test (best model, epoch %d): %s", metrics["best_epoch"], metrics["test"])
     if "noisy_input" in metrics:
         logging.info("test (noisy input): %s", metrics["noisy_input"])
+    summaries_lib.write_hparams(workdir, config, metrics)
+    plots_lib.write_figures(config, workdir, model, dist_eval_data, strategy)
     return metrics

@@ -33,5 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.steps_per_loop = 20  # train steps per tf.function call (fewer host round trips)
     config.checkpoint_every_steps = 0  # 0 = checkpoint at the end of every epoch only
     config.image_every_epochs = 1  # TensorBoard image grid interval; 0 = never
+    config.loss_every_steps = 100  # TensorBoard batch_loss every N optimizer steps; 0 = never
+    config.histograms = False  # TensorBoard weight histograms every epoch
     config.deterministic = True  # tf.config.experimental.enable_op_determinism()
     return config

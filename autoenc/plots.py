@@ -1,0 +1,261 @@
+"""The book's figures as PNG files in `WORKDIR/figures/`, drawn with matplotlib's Agg backend.
+
+Figs 5-1/5-2 (5-3 for a run with encoding_dim 768): 12 test images above their reconstructions,
+`reconstructions_dim<N>.png`; Fig 5-4: the same 12 images with the noise the denoiser sees,
+`noisy_inputs.png`; Fig 5-6: the denoiser's outputs for them, `denoised_outputs.png`; Figs
+5-7/5-8: loss and val_loss per epoch from history.csv, `loss_curves.png`. `write_figures` draws
+them at the end of training from the best model in memory; `figures_from_workdir` (what
+`launch.py --mode=figures` runs) redraws them from the best checkpoint of any finished or
+interrupted run, with the very noisy test images val_loss was measured on. Figures are drawn on
+a bare `Figure` with an Agg canvas, not through pyplot: no global backend switch, no display,
+and every file has a fixed pixel size.
+"""
+
+import csv
+import json
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from autoenc import config as config_lib
+from autoenc import data as data_lib
+from autoenc import models, pipeline
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError, UserError
+
+ITEMS = 12  # images per row, as in the book
+DPI = 100
+TILE_INCHES = 1.0  # one 28x28 image: 100x100 pixels
+TITLE_INCHES = 0.4
+LOSS_FIGURE_INCHES = (6.4, 4.0)
+# The config fields that decide which model the checkpoint holds and which noisy images the
+# figures show; the others (epochs, logging, early stopping) do not change a figure.
+FIGURE_FIELDS = ("model", "encoding_dim", "noise_factor", "seed", "batch_size")
+
+
+def image_rows_size(rows: int) -> tuple[int, int]:
+    """The (width, height) in pixels of a figure of `rows` rows of `ITEMS` images."""
+    return round(ITEMS * TILE_INCHES * DPI), round((rows * TILE_INCHES + TITLE_INCHES) * DPI)
+
+
+def image_rows_figure(rows: list[np.ndarray], title: str) -> Figure:
+    """Draws rows of 28x28 images in [0, 1] in grey, one image per tile, under a title.
+
+    Args:
+        rows: arrays of shape (ITEMS, 28, 28[, 1]) or (ITEMS, 784).
+        title: the line above the images.
+
+    Returns:
+        A figure of `image_rows_size(len(rows))` pixels at `DPI`.
+    """
+    width, height = (pixels / DPI for pixels in image_rows_size(len(rows)))
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    figure.suptitle(title, y=1 - 0.1 * TITLE_INCHES / height, va="top", fontsize=11)
+    tile_w, tile_h = TILE_INCHES / width, TILE_INCHES / height
+    margin = 0.03  # of a tile, so neighbouring images do not touch
+    for r, row in enumerate(rows):
+        for i, image in enumerate(np.reshape(row, (-1, 28, 28))[:ITEMS]):
+            axes = figure.add_axes(
+                [
+                    (i + margin) * tile_w,
+                    1 - TITLE_INCHES / height - (r + 1 - margin) * tile_h,
+                    (1 - 2 * margin) * tile_w,
+                    (1 - 2 * margin) * tile_h,
+                ]
+            )
+            axes.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            axes.set_axis_off()
+    return figure
+
+
+def read_history(path: pathlib.Path) -> list[dict[str, float]]:
+    """The rows of history.csv as numbers ([] if there is no file yet)."""
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def loss_curves_figure(history: list[dict[str, float]]) -> Figure:
+    """Draws loss and val_loss per epoch (the book shows them in TensorBoard, Figs 5-7/5-8).
+
+    Args:
+        history: the rows of history.csv (`epoch`, `loss`, `val_loss`, ...).
+
+    Returns:
+        A figure of `LOSS_FIGURE_INCHES` at `DPI`, the best epoch (lowest val_loss) marked.
+    """
+    figure = Figure(figsize=LOSS_FIGURE_INCHES, dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    epochs = [int(row["epoch"]) for row in history]
+    axes.plot(epochs, [row["loss"] for row in history], "o-", label="training loss")
+    axes.plot(epochs, [row["val_loss"] for row in history], "s-", label="validation loss")
+    best = history[int(np.argmin([row["val_loss"] for row in history]))]
+    axes.axvline(
+        best["epoch"], color="grey", linestyle=":", label=f"best epoch ({best['epoch']:.0f})"
+    )
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("binary cross-entropy")
+    axes.set_title("Figs 5-7/5-8: loss per epoch")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def save_png(figure: Figure, path: pathlib.Path) -> None:
+    """Writes `figure` to `path` as PNG through a temporary file, so readers never see a part."""
+    # Named by pid rather than made by mkstemp, whose 0600 mode would ignore the user's umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            figure.savefig(f, format="png", dpi=DPI)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def first_examples(dataset, count: int, strategy=None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` (input, target) pairs of an evaluation dataset, in order.
+
+    Args:
+        dataset: a `tf.data.Dataset` of (inputs, targets) batches, or the same split across
+            replicas by `strategy.experimental_distribute_dataset` (each global batch then
+            arrives as per-replica parts, replica 0 holding its first rows).
+        count: how many pairs.
+        strategy: the strategy that distributed `dataset`, or None for a plain dataset.
+
+    Returns:
+        (inputs, targets) as numpy arrays of `count` rows (fewer if the dataset is smaller).
+    """
+    local = strategy.experimental_local_results if strategy else lambda value: (value,)
+    inputs, targets = [], []
+    for batch_inputs, batch_targets in dataset:
+        for part_inputs, part_targets in zip(local(batch_inputs), local(batch_targets)):
+            inputs.append(np.asarray(part_inputs))
+            targets.append(np.asarray(part_targets))
+        if sum(len(part) for part in inputs) >= count:
+            break
+    return np.concatenate(inputs)[:count], np.concatenate(targets)[:count]
+
+
+def reconstructions_name(config) -> str:
+    """The file of the originals-vs-reconstructions figure; it names a dense run's code size."""
+    if config.model == "dense":
+        return f"reconstructions_dim{config.encoding_dim}.png"
+    return "reconstructions.png"
+
+
+def write_figures(config, workdir, model, dataset, strategy=None) -> list[pathlib.Path]:
+    """Draws the book's figures for one run into `WORKDIR/figures/`.
+
+    A denoiser (noise_factor > 0) gets noisy_inputs.png and denoised_outputs.png; a model
+    trained on clean images gets the two-row originals-vs-reconstructions figure. Every run
+    gets loss_curves.png once history.csv has a row.
+
+    Args:
+        config: the run's config.
+        workdir: the run's work directory (history.csv is read from it).
+        model: the autoencoder, holding the weights to show (the best ones).
+        dataset: the evaluation dataset val_loss was measured on (see `first_examples`).
+        strategy: the strategy that distributed `dataset`, if it did.
+
+    Returns:
+        The paths written.
+    """
+    workdir = pathlib.Path(workdir)
+    inputs, targets = first_examples(dataset, ITEMS, strategy)
+    outputs = np.asarray(model(inputs, training=False))
+    figures = {}
+    if config.noise_factor > 0:
+        figures["noisy_inputs.png"] = image_rows_figure(
+            [inputs], f"Fig 5-4: noisy test images, clip(x + {config.noise_factor:g}·N(0,1), 0, 1)"
+        )
+        figures["denoised_outputs.png"] = image_rows_figure(
+            [outputs], "Fig 5-6: the denoiser's outputs for those noisy images (best checkpoint)"
+        )
+    else:
+        dense = config.model == "dense"
+        book = "Fig 5-3" if dense and config.encoding_dim == 768 else "Figs 5-1/5-2"
+        code = f", encoding_dim {config.encoding_dim}" if dense else ""
+        figures[reconstructions_name(config)] = image_rows_figure(
+            [targets, outputs], f"{book}: test images (top) and reconstructions (bottom){code}"
+        )
+    history = read_history(workdir / "history.csv")
+    if history:
+        figures["loss_curves.png"] = loss_curves_figure(history)
+
+    out_dir = workdir / "figures"
+    out_dir.mkdir(exist_ok=True)
+    for name, figure in figures.items():
+        save_png(figure, out_dir / name)
+    return [out_dir / name for name in figures]
+
+
+def _check_config(config, workdir: pathlib.Path) -> None:
+    """Refuses a config that would restore the wrong model or show other noisy images."""
+    saved_path = workdir / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    differing = [
+        field
+        for field in config_lib.differing_fields(saved, config.to_dict())
+        if field in FIGURE_FIELDS
+    ]
+    if differing:
+        raise UsageError(
+            f"workdir {workdir} holds a run with a different config"
+            f" (differs in: {', '.join(differing)}); pass the --config it was trained with"
+        )
+
+
+def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
+    """Redraws a run's figures from its best checkpoint, without training (`--mode=figures`).
+
+    Args:
+        config: the config the run was trained with (overrides applied).
+        workdir: a finished or interrupted run's work directory.
+        data: a `data.FashionMNIST` to use instead of loading the real files (tests).
+
+    Returns:
+        The paths written.
+
+    Raises:
+        UserError: no best checkpoint (one line), a config that differs from the run's in a
+            field that changes the figures, a run still using the workdir, or missing data.
+    """
+    workdir = pathlib.Path(workdir)
+    best_dir = workdir / "best"
+    best = tf.train.latest_checkpoint(str(best_dir)) if best_dir.is_dir() else None
+    if best is None:
+        raise UserError(
+            f"no best checkpoint in {best_dir}: train first (--mode=train, the default)"
+        )
+    _check_config(config, workdir)
+    # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
+    with workdir_lib.WorkdirLock(workdir):
+        model = models.build(config).autoencoder
+        try:
+            tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            raise UserError(f"cannot restore {best}: {str(e).splitlines()[0]}") from None
+        if data is None:
+            data = data_lib.load_fashion_mnist(config.data_dir or None)
+        eval_data = pipeline.eval_dataset(
+            tf.constant(data.x_test),
+            batch_size=config.batch_size,
+            seed=config.seed,
+            noise_factor=config.noise_factor,
+            input_shape=models.input_shape(config),
+        )
+        return write_figures(config, workdir, model, eval_data)
