@@ -18,8 +18,17 @@ from autoenc.errors import UsageError
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZERS = ("adadelta", "adam")
 MODELS = ("dense", "conv")
-# Fields a finished or interrupted run may change on resume without starting over.
-RESUMABLE_CHANGES = ("epochs", "data_dir")
+# Fields a finished or interrupted run may change on resume without starting over: more epochs,
+# and settings that change how the run is carried out or shown, never what it computes.
+RESUMABLE_CHANGES = (
+    "epochs",
+    "data_dir",
+    "steps_per_loop",
+    "checkpoint_every_steps",
+    "image_every_epochs",
+    "loss_every_steps",
+    "histograms",
+)
 
 
 def available_configs() -> list[str]:

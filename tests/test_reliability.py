@@ -70,7 +70,9 @@ def outcome(workdir):
     weights = {
         name: reader.get_tensor(name)
         for name in reader.get_variable_to_shape_map()
-        if "host" not in name  # the host state holds wall-clock seconds
+        # The host state holds wall-clock seconds; save_counter counts saves, which a
+        # preempted run makes one more of.
+        if "host" not in name and "save_counter" not in name
     }
     metrics = json.loads((workdir / "metrics.json").read_text())
     return metrics, history, os.path.basename(checkpoint), weights
