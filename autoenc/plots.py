@@ -29,8 +29,9 @@ from autoenc.errors import UsageError, UserError
 
 ITEMS = 12  # images per row, as in the book
 DPI = 100
-TILE_INCHES = 1.0  # one 28x28 image: 100x100 pixels
-TITLE_INCHES = 0.4
+SCALE = 3  # each 28x28 image is drawn 84x84 pixels...
+TILE_PIXELS = 100  # ...centred in a white 100x100 tile, so neighbours stay apart
+TITLE_PIXELS = 40
 LOSS_FIGURE_INCHES = (6.4, 4.0)
 # The config fields that decide which model the checkpoint holds and which noisy images the
 # figures show; the others (epochs, logging, early stopping) do not change a figure.
@@ -39,11 +40,14 @@ FIGURE_FIELDS = ("model", "encoding_dim", "noise_factor", "seed", "batch_size")
 
 def image_rows_size(rows: int) -> tuple[int, int]:
     """The (width, height) in pixels of a figure of `rows` rows of `ITEMS` images."""
-    return round(ITEMS * TILE_INCHES * DPI), round((rows * TILE_INCHES + TITLE_INCHES) * DPI)
+    return ITEMS * TILE_PIXELS, rows * TILE_PIXELS + TITLE_PIXELS
 
 
 def image_rows_figure(rows: list[np.ndarray], title: str) -> Figure:
     """Draws rows of 28x28 images in [0, 1] in grey, one image per tile, under a title.
+
+    The tiles are one mosaic placed pixel for pixel (`figimage`): every image pixel becomes
+    exactly SCALE x SCALE figure pixels, with no resampling and no axes to lay out.
 
     Args:
         rows: arrays of shape (ITEMS, 28, 28[, 1]) or (ITEMS, 784).
@@ -52,24 +56,19 @@ def image_rows_figure(rows: list[np.ndarray], title: str) -> Figure:
     Returns:
         A figure of `image_rows_size(len(rows))` pixels at `DPI`.
     """
-    width, height = (pixels / DPI for pixels in image_rows_size(len(rows)))
-    figure = Figure(figsize=(width, height), dpi=DPI)
+    width, height = image_rows_size(len(rows))
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
-    figure.suptitle(title, y=1 - 0.1 * TITLE_INCHES / height, va="top", fontsize=11)
-    tile_w, tile_h = TILE_INCHES / width, TILE_INCHES / height
-    margin = 0.03  # of a tile, so neighbouring images do not touch
-    for r, row in enumerate(rows):
-        for i, image in enumerate(np.reshape(row, (-1, 28, 28))[:ITEMS]):
-            axes = figure.add_axes(
-                [
-                    (i + margin) * tile_w,
-                    1 - TITLE_INCHES / height - (r + 1 - margin) * tile_h,
-                    (1 - 2 * margin) * tile_w,
-                    (1 - 2 * margin) * tile_h,
-                ]
-            )
-            axes.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-            axes.set_axis_off()
+    figure.suptitle(title, y=1 - 4 / height, va="top", fontsize=11)
+    pad = (TILE_PIXELS - 28 * SCALE) // 2
+    strips = []
+    for row in rows:
+        images = np.reshape(row, (-1, 28, 28))[:ITEMS]
+        scaled = images.repeat(SCALE, axis=1).repeat(SCALE, axis=2)
+        tiles = np.pad(scaled, ((0, 0), (pad, pad), (pad, pad)), constant_values=1.0)
+        strips.append(np.concatenate(list(tiles), axis=1))
+    mosaic = np.concatenate(strips, axis=0)
+    figure.figimage(mosaic, xo=0, yo=0, cmap="gray", vmin=0.0, vmax=1.0, origin="upper")
     return figure
 
 
