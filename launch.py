@@ -66,12 +66,13 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     if not FLAGS.config:
         fail("--config=NAME is required (e.g. --config=conv_denoise)", 2)
     from autoenc import config as config_lib  # no TensorFlow yet: config errors answer fast
+    from autoenc import data
     from autoenc.errors import UserError
 
     try:
         config = config_lib.load_config(FLAGS.config)
         config_lib.apply_overrides(config, overrides)
-        config_lib.validate(config)
+        config_lib.validate(config, num_train_images=data.TRAIN_COUNT)
         name = os.path.splitext(os.path.basename(FLAGS.config))[0]
         workdir = FLAGS.workdir or os.path.join("runs", name)
 

@@ -152,7 +152,12 @@ def validate(config: config_dict.ConfigDict, num_train_images: int | None = None
     for field in ("epochs", "batch_size", "steps_per_loop"):
         if config_value(config, field) < 1:
             fail(field, "must be at least 1")
-    for field in ("train_examples", "checkpoint_every_steps", "image_every_epochs"):
+    for field in (
+        "train_examples",
+        "checkpoint_every_steps",
+        "image_every_epochs",
+        "loss_every_steps",
+    ):
         if config_value(config, field) < 0:
             fail(field, "must be 0 or more")
     if config.noise_factor < 0:

@@ -123,6 +123,8 @@ def train_and_evaluate(config, workdir, *, data=None, strategy=None) -> dict:
             if reason:
                 logging.info("%s is already finished: %s.", workdir, reason)
                 return metrics
+        if data is None:  # before the strategy, whose start-up log would precede a data error
+            data = data_lib.load_fashion_mnist(config.data_dir or None)
         with preemption.StopSignals() as stop_signals:
             return _train(
                 config, workdir, data, strategy or distribute.make_strategy(), stop_signals
@@ -131,8 +133,6 @@ def train_and_evaluate(config, workdir, *, data=None, strategy=None) -> dict:
 
 def _train(config, workdir, data, strategy, stop_signals) -> dict:
     per_replica_batch = distribute.per_replica_batch(strategy, config.batch_size)
-    if data is None:
-        data = data_lib.load_fashion_mnist(config.data_dir or None)
     config_lib.validate(config, num_train_images=len(data.x_train))
     workdir_lib.atomic_write_text(workdir / "config.json", config_lib.to_json(config))
     if config.deterministic:

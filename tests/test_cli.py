@@ -88,9 +88,8 @@ def test_conv_denoise_on_real_data_then_bad_data_leaves_it_intact(tmp_path):
 def test_dense_compress_on_real_data(tmp_path):
     result = launch(
         "--config=dense_compress", f"--workdir={tmp_path}", "--config.epochs=3",
-        "--config.train_examples=6000",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert "noisy_input" not in metrics
-    assert metrics["test"]["psnr"] > 12  # a flat grey guess scores about 10 dB
+    assert metrics["test"]["psnr"] > 12.5  # a flat grey guess scores about 10 dB; measured 13.5
