@@ -222,7 +222,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         )
         iterator = iter(distribute.distribute_dataset(strategy, dataset))
         progress = (
-            keras.utils.Progbar(steps_per_epoch, unit_name="step") if sys.stderr.isatty() else None
+            keras.utils.Progbar(steps_per_epoch, unit_name="step") if sys.stdout.isatty() else None
         )
         trained_here = 0
         while done_in_epoch < steps_per_epoch:

@@ -1,0 +1,543 @@
+"""Training throughput of autoenc's loop against Keras `model.fit`, side by side on this machine.
+
+Command (from the repository root; one full run takes about 6-8 minutes on 2 cores):
+
+    python benchmarks/throughput.py [--config=dense_compress|conv_denoise|all] [--pairs=N]
+                                    [--out=FILE.json] [--quick]
+
+Arms, per config (with `--config=all` each config runs in its own process, so that its peak RSS
+is its own):
+
+  ours      autoenc's loop, built from the library's pieces as `autoenc.train` builds them: the
+            strategy, the model, the optimizer built in its scope, `steps.make_train_steps`,
+            `pipeline.train_dataset` and `distribute.distribute_dataset`, then
+            `train_steps(iterator, steps_per_loop)` called again and again.
+  fit       Keras `model.fit` on a fresh copy of the same architecture with the same initial
+            weights, compiled as the book compiles it (Adadelta at learning rate 1.0, binary
+            cross-entropy), with the same global batch, on numpy arrays: the clean images as
+            input and target (dense), or noisy inputs precomputed once (conv). `fit` has no
+            on-the-fly noise, so its noise is the same every epoch and costs it nothing per step.
+  clean     (conv) ours with noise_factor 0: with `ours`, the cost of the on-the-fly noise.
+  pipeline  `pipeline.train_dataset` drained in a traced loop with no model (conv: also
+            `pipeline_clean`, without the noise).
+  matmul    (conv) a 2048x2048 float32 matmul in a `tf.function`, best of 3 calls: the
+            machine's attainable float32 rate, against which the conv step's GFLOP/s is put.
+
+How it measures: one warm-up measurement of every arm (tracing, first-call costs), then
+`--pairs` rounds, each running every arm once, in reverse order on odd rounds (A B ... B A), so
+drift and this shared machine's bimodal speed (some stretches get one core, not two) hit every
+arm alike. A measurement times the same number of optimizer steps in steady state: the clock
+starts after a first block of `steps_per_loop` steps, so iterator creation, prefetch filling
+and `fit`'s per-call setup fall before it (reported apart as "setup"). `fit` is clocked by a
+callback on `on_train_batch_begin` and `on_epoch_end`, which leaves Keras' asynchronous
+batch-end dispatch on, as it is without callbacks.
+
+How to read it: absolute images/s here swing by up to 2x with the machine's load, so only
+compare numbers of the same round: every ratio is taken per round and the table shows its
+median and range. GFLOP/s counts 6 FLOP per forward multiply-add (forward, input gradient,
+weight gradient), from the layer shapes. Peak RSS is `ru_maxrss`: "ours only" is read before
+`fit`'s arrays and model exist, "process" at the end. Targets are issue 6's.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# Run as a script, Python puts benchmarks/ on the path, not the repository: put the repository
+# first, so this tree's autoenc is measured rather than whichever one pip installed.
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's start-up INFO lines
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from autoenc import config as config_lib  # noqa: E402
+from autoenc import data as data_lib  # noqa: E402
+from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
+
+CONFIGS = ("dense_compress", "conv_denoise")
+# Timed steps per measurement (full, --quick): a multiple of steps_per_loop (20), and with the
+# first untimed block within one epoch (234 steps for dense at batch 256, 468 for conv at 128).
+TIMED_STEPS = {"dense_compress": (200, 100), "conv_denoise": (100, 40)}
+MATMUL_SIZE = 2048
+# Issue 6's targets: (what, summary key, sense, bound, format of the measured value).
+TARGETS = {
+    "dense_compress": [("ours / fit", "ours_over_fit", ">=", 3.0, ".2f")],
+    "conv_denoise": [
+        ("ours / fit", "ours_over_fit", ">=", 1.5, ".2f"),
+        ("conv GFLOP/s / matmul GFLOP/s", "conv_over_matmul", ">=", 0.40, ".1%"),
+        ("noise cost, share of step time", "noise_cost", "<=", 0.03, ".1%"),
+        ("pipeline alone / training", "pipeline_over_ours", ">=", 10.0, ".2f"),
+        ("peak RSS, ours only (GB)", "rss_ours_gb", "<=", 1.0, ".2f"),
+    ],
+}
+
+
+@dataclasses.dataclass
+class Timing:
+    """One measurement: `work` (images or FLOP) done in `seconds` of steady state."""
+
+    work: float
+    seconds: float
+    setup: float = 0.0  # the call's time before the clock started, less its steps' share
+    loss: float | None = None  # mean training loss over the call's steps (a sanity check)
+
+    @property
+    def rate(self) -> float:
+        return self.work / self.seconds
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set so far (`ru_maxrss` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def forward_macs(model: keras.Model) -> tuple[int, int]:
+    """Multiply-adds of one example's forward pass (Conv2D and Dense), and the first layer's.
+
+    Pooling, upsampling, activations and biases are elementwise and left out.
+    """
+    per_layer = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            rows, cols, channels_in, channels_out = layer.kernel.shape
+            _, height, width, _ = layer.output.shape
+            per_layer.append(height * width * channels_out * rows * cols * channels_in)
+        elif isinstance(layer, keras.layers.Dense):
+            per_layer.append(layer.kernel.shape[0] * layer.kernel.shape[1])
+    return sum(per_layer), per_layer[0]
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    flags, model_name = set(), platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return dict(
+        cpu=model_name,
+        logical_cpus=os.cpu_count(),
+        cpu_flags={flag: flag in flags for flag in wanted},
+        python=platform.python_version(),
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
+
+
+class _SteadyClock(keras.callbacks.Callback):
+    """Times `fit` from the start of batch `start_batch` to the end of the epoch.
+
+    Only batch-*end* hooks turn off Keras' asynchronous callback dispatch, so this one leaves
+    `fit` running as it does with no callbacks.
+    """
+
+    def __init__(self, start_batch: int):
+        super().__init__()
+        self.start_batch = start_batch
+        self.start = self.end = self.loss = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.start_batch:
+            self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end = time.perf_counter()
+        self.loss = float(logs["loss"])
+
+
+def clock_blocks(start: Callable, block: Callable, timed_steps: int, per_call: int, batch: int):
+    """Times `timed_steps` steps of `block(iterator)` (`per_call` steps each) after a first one.
+
+    Returns:
+        The `Timing` and every block's output. The first, untimed block fills the prefetch
+        buffer; it and `start()` (making the iterator) count as setup.
+    """
+    started = time.perf_counter()
+    iterator = start()
+    outputs = [block(iterator)]
+    clock = time.perf_counter()
+    outputs += [block(iterator) for _ in range(timed_steps // per_call)]
+    seconds = time.perf_counter() - clock
+    setup = clock - started - seconds * per_call / timed_steps
+    return Timing(timed_steps * batch, seconds, setup), outputs
+
+
+class OurLoop:
+    """autoenc's training loop, assembled from the library's pieces as `autoenc.train` does."""
+
+    def __init__(self, config, train_images: tf.Tensor):
+        self.config = config
+        self.train_images = train_images
+        self.strategy = distribute.make_strategy()
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self.model = models.build(config).autoencoder
+            optimizer = train.make_optimizer(config)
+            optimizer.build(self.model.trainable_variables)  # in scope, before the first step
+        self.initial_weights = self.model.get_weights()
+        self.train_steps = steps.make_train_steps(
+            self.strategy, self.model, optimizer, config.batch_size
+        )
+        self.epochs = itertools.count()  # a new epoch (order, noise) for every measurement
+
+    def iterator(self, noise_factor: float):
+        dataset = pipeline.train_dataset(
+            self.train_images,
+            batch_size=self.config.batch_size,
+            epoch=next(self.epochs),
+            seed=self.config.seed,
+            noise_factor=noise_factor,
+            input_shape=models.input_shape(self.config),
+        )
+        return iter(distribute.distribute_dataset(self.strategy, dataset))
+
+    def train_arm(self, noise_factor: float) -> Callable[[int], Timing]:
+        """Training, `train_steps(iterator, steps_per_loop)` call after call."""
+        per_call = self.config.steps_per_loop
+
+        def run(timed_steps):
+            timing, losses = clock_blocks(
+                lambda: self.iterator(noise_factor),
+                lambda iterator: self.train_steps(iterator, tf.constant(per_call)).numpy(),
+                timed_steps,
+                per_call,
+                self.config.batch_size,
+            )
+            losses = np.concatenate(losses)
+            if not np.all(np.isfinite(losses)):
+                raise RuntimeError(f"non-finite training loss: {losses}")
+            timing.loss = float(np.mean(losses))
+            return timing
+
+        return run
+
+    def pipeline_arm(self, noise_factor: float) -> Callable[[int], Timing]:
+        """The same batches drained by a traced loop like `train_steps`', with no model."""
+        per_call = self.config.steps_per_loop
+
+        @tf.function
+        def drain(iterator, num_batches):
+            total = tf.constant(0.0)
+            for _ in tf.range(num_batches):
+                for tensor in tf.nest.flatten(next(iterator), expand_composites=True):
+                    total += tf.reduce_sum(tensor[:1])  # touch each batch; the loop is the cost
+            return total
+
+        def run(timed_steps):
+            return clock_blocks(
+                lambda: self.iterator(noise_factor),
+                lambda iterator: drain(iterator, tf.constant(per_call)).numpy(),
+                timed_steps,
+                per_call,
+                self.config.batch_size,
+            )[0]
+
+        return run
+
+
+def fit_arm(config, x_train: np.ndarray, initial_weights: list) -> Callable[[int], Timing]:
+    """Keras `fit` on a fresh copy of the model, compiled with the book's settings."""
+    input_shape = models.input_shape(config)
+    clean = x_train.reshape(-1, *input_shape).astype(np.float32) / 255.0
+    inputs = clean
+    if config.noise_factor:  # the book's way: one noisy copy of the data, made up front
+        noise = np.random.default_rng(config.seed).standard_normal(clean.shape, np.float32)
+        inputs = np.clip(clean + config.noise_factor * noise, 0.0, 1.0)
+        del noise
+    model = models.build(config).autoencoder
+    model.set_weights(initial_weights)
+    model.compile(
+        optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="binary_crossentropy"
+    )
+    per_call = config.steps_per_loop
+
+    def run(timed_steps):
+        clock = _SteadyClock(start_batch=per_call)  # the same first untimed block as ours
+        started = time.perf_counter()
+        model.fit(
+            inputs,
+            clean,
+            batch_size=config.batch_size,
+            epochs=1,
+            steps_per_epoch=per_call + timed_steps,
+            shuffle=True,
+            verbose=0,
+            callbacks=[clock],
+        )
+        seconds = clock.end - clock.start
+        setup = clock.start - started - seconds * per_call / timed_steps
+        return Timing(timed_steps * config.batch_size, seconds, setup, clock.loss)
+
+    run.jit_compile = bool(model.jit_compile)
+    return run
+
+
+def make_arms(config, name: str, quick: bool) -> tuple[dict, dict]:
+    """Builds every arm of one config: {arm: run(timed_steps) -> Timing}, and facts about it."""
+    if config.deterministic:  # as autoenc.train does; process-wide, so fit runs with it too
+        tf.config.experimental.enable_op_determinism()
+    data = data_lib.load_fashion_mnist(config.data_dir or None)
+    loop = OurLoop(config, tf.constant(data.x_train))
+    ours = loop.train_arm(config.noise_factor)
+    ours(2 * config.steps_per_loop)  # trace, then read the RSS before fit's arrays exist
+    rss_ours = peak_rss_gb()
+
+    # In this order, reversed on odd rounds: ours sits next to fit and to clean both ways.
+    arms = {"fit": fit_arm(config, data.x_train, loop.initial_weights), "ours": ours}
+    if config.noise_factor:
+        arms["clean"] = loop.train_arm(0.0)
+    arms["pipeline"] = loop.pipeline_arm(config.noise_factor)
+    if config.noise_factor:
+        arms["pipeline_clean"] = loop.pipeline_arm(0.0)
+    if config.model == "conv":
+        arms["matmul"] = matmul_arm()
+
+    macs, first_layer_macs = forward_macs(loop.model)
+    facts = dict(
+        global_batch=config.batch_size,
+        steps_per_loop=config.steps_per_loop,
+        steps_per_epoch=len(data.x_train) // config.batch_size,
+        timed_steps=TIMED_STEPS[name][quick],
+        replicas=loop.strategy.num_replicas_in_sync,
+        forward_macs_per_image=macs,
+        train_flop_per_image=6 * macs,
+        # The first layer's input gradient is never needed (the images are not trained).
+        train_flop_per_image_needed=6 * macs - 2 * first_layer_macs,
+        rss_ours_gb=rss_ours,
+        keras_fit_jit_compile=arms["fit"].jit_compile,
+        deterministic=bool(config.deterministic),
+    )
+    return arms, facts
+
+
+def matmul_arm(size: int = MATMUL_SIZE, calls: int = 3) -> Callable[[int], Timing]:
+    """A `size`x`size` float32 matmul in a `tf.function`; each measurement is the best of calls."""
+    a = tf.random.stateless_normal([size, size], seed=[0, 1])
+    b = tf.random.stateless_normal([size, size], seed=[0, 2])
+    product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+
+    def run(_timed_steps):
+        best = float("inf")
+        for _ in range(calls):
+            started = time.perf_counter()
+            product().numpy()
+            best = min(best, time.perf_counter() - started)
+        return Timing(2 * size**3, best)
+
+    return run
+
+
+def measure(arms: dict, timed_steps: int, pairs: int) -> dict[str, list[Timing]]:
+    """Warms every arm up once, then runs `pairs` rounds of all arms, reversed on odd rounds."""
+    for name, run in arms.items():
+        log(f"  warm-up {name}")
+        run(timed_steps)
+    results = {name: [] for name in arms}
+    names = list(arms)
+    for round_index in range(pairs):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            timing = arms[name](timed_steps)
+            results[name].append(timing)
+            unit = "GFLOP/s" if name == "matmul" else "images/s"
+            scale = 1e9 if name == "matmul" else 1.0
+            log(f"  round {round_index + 1}/{pairs}  {name:<15}{timing.rate / scale:10,.1f} {unit}")
+    return results
+
+
+def summarize(name: str, results: dict[str, list[Timing]], facts: dict) -> dict:
+    """Per-round ratios and their medians, raw timings, and the targets' verdicts."""
+
+    def rates(arm):
+        return [t.rate for t in results[arm]]
+
+    def per_round(numerator, denominator):
+        return [a / b for a, b in zip(numerator, denominator)]
+
+    ours = rates("ours")
+    ratios = {
+        "ours_over_fit": per_round(ours, rates("fit")),
+        "pipeline_over_ours": per_round(rates("pipeline"), ours),
+    }
+    if "clean" in results:
+        # Share of a noisy step's time that the noise adds: 1 - t_clean / t_noisy.
+        ratios["noise_cost"] = [1 - r for r in per_round(ours, rates("clean"))]
+        ratios["pipeline_noise_cost"] = [
+            1 - r for r in per_round(rates("pipeline"), rates("pipeline_clean"))
+        ]
+    if "matmul" in results:
+        conv_flops = [rate * facts["train_flop_per_image"] for rate in ours]
+        ratios["conv_over_matmul"] = per_round(conv_flops, rates("matmul"))
+    summary = dict(
+        facts,
+        arms={
+            arm: dict(
+                median_rate=statistics.median(t.rate for t in timings),
+                rates=[t.rate for t in timings],
+                seconds=[t.seconds for t in timings],
+                median_setup_seconds=statistics.median(t.setup for t in timings),
+                losses=[t.loss for t in timings],
+            )
+            for arm, timings in results.items()
+        },
+        ratios={key: dict(median=statistics.median(v), per_round=v) for key, v in ratios.items()},
+        rss_process_gb=peak_rss_gb(),
+    )
+    if "matmul" in results:
+        median_flops = statistics.median(ours) * facts["train_flop_per_image"]
+        summary["conv_gflops_median"] = median_flops / 1e9
+        summary["matmul_gflops_best"] = max(rates("matmul")) / 1e9
+    for arm in ("ours", "fit"):
+        images_per_epoch = facts["steps_per_epoch"] * facts["global_batch"]
+        summary["arms"][arm]["epoch_seconds_steady"] = (
+            images_per_epoch / summary["arms"][arm]["median_rate"]
+        )
+    summary["targets"] = []
+    for label, key, sense, bound, fmt in TARGETS[name]:
+        value = summary["ratios"][key]["median"] if key in summary["ratios"] else summary[key]
+        met = value >= bound if sense == ">=" else value <= bound
+        summary["targets"].append(
+            dict(
+                target=f"{label} {sense} {bound:{fmt}}",
+                value=value,
+                shown=f"{value:{fmt}}",
+                met=met,
+            )
+        )
+    return summary
+
+
+def format_config(name: str, s: dict) -> str:
+    """The table of one config's summary."""
+    arms, ratios = s["arms"], s["ratios"]
+    lines = [
+        f"{name}: global batch {s['global_batch']}, {s['timed_steps']} timed steps per"
+        f" measurement, {len(arms['ours']['rates'])} rounds, {s['replicas']} replica(s),"
+        f" steps_per_loop {s['steps_per_loop']}, op determinism"
+        f" {'on' if s['deterministic'] else 'off'}",
+        f"  {'arm':<16}{'median':>11}{'min':>10}{'max':>10}  {'setup s':>8}  unit",
+    ]
+    for arm, a in arms.items():
+        unit, scale = ("GFLOP/s", 1e9) if arm == "matmul" else ("images/s", 1.0)
+        low, high = min(a["rates"]) / scale, max(a["rates"]) / scale
+        lines.append(
+            f"  {arm:<16}{a['median_rate'] / scale:11,.1f}{low:10,.1f}{high:10,.1f}"
+            f"  {a['median_setup_seconds']:8.2f}  {unit}"
+        )
+    lines.append(f"  {'ratio (per round)':<26}{'median':>8}   per round")
+    percent = {"noise_cost", "pipeline_noise_cost", "conv_over_matmul"}
+    for key, r in ratios.items():
+        if key in percent:
+            shown = f"{r['median']:7.1%}"
+            rounds = " ".join(f"{v:.1%}" for v in r["per_round"])
+        else:
+            shown = f"{r['median']:7.2f}x"
+            rounds = " ".join(f"{v:.2f}" for v in r["per_round"])
+        lines.append(f"  {key:<26}{shown:>8}   {rounds}")
+    ours, fit = arms["ours"], arms["fit"]
+    lines.append(
+        f"  epoch training seconds at the median steady rate ({s['steps_per_epoch']} steps):"
+        f" ours {ours['epoch_seconds_steady']:.1f}, fit {fit['epoch_seconds_steady']:.1f}"
+    )
+    lines.append(
+        f"  mean loss over the last round's steps (a sanity check): ours"
+        f" {ours['losses'][-1]:.4f}, fit {fit['losses'][-1]:.4f}"
+    )
+    if "conv_gflops_median" in s:
+        lines.append(
+            f"  conv step: {s['train_flop_per_image'] / 1e6:.2f} MFLOP per training image"
+            f" (6 x {s['forward_macs_per_image'] / 1e6:.3f} M forward multiply-adds;"
+            f" {s['train_flop_per_image_needed'] / 1e6:.2f} without the first layer's unneeded"
+            f" input gradient): {s['conv_gflops_median']:.1f} GFLOP/s median;"
+            f" matmul best {s['matmul_gflops_best']:.1f} GFLOP/s"
+        )
+    lines.append(
+        f"  peak RSS: ours only {s['rss_ours_gb']:.2f} GB (before fit's arrays and model),"
+        f" process {s['rss_process_gb']:.2f} GB"
+    )
+    lines.append(f"  fit: jit_compile={s['keras_fit_jit_compile']} (Keras 3 'auto' on a CPU)")
+    for t in s["targets"]:
+        verdict = "met" if t["met"] else "NOT met"
+        lines.append(f"  target {t['target']:<44} {t['shown']:>8}  {verdict}")
+    return "\n".join(lines)
+
+
+def run_one(name: str, pairs: int, quick: bool) -> dict:
+    """Measures one config in this process and returns its summary."""
+    config = config_lib.load_config(name)
+    timed_steps = TIMED_STEPS[name][quick]
+    if timed_steps % config.steps_per_loop:
+        raise SystemExit(f"{timed_steps} timed steps is not a multiple of steps_per_loop")
+    log(f"{name}: building")
+    arms, facts = make_arms(config, name, quick)
+    results = measure(arms, timed_steps, pairs)
+    return summarize(name, results, facts)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
+    parser.add_argument("--pairs", type=int, default=None, help="rounds (default 5; 2 --quick)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
+    args = parser.parse_args(argv)
+    pairs = args.pairs or (2 if args.quick else 5)
+    if pairs < 1:
+        parser.error("--pairs must be at least 1")
+    command = " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]])
+    started = time.perf_counter()
+
+    if args.config != "all":
+        summaries = {args.config: run_one(args.config, pairs, args.quick)}
+    else:
+        summaries = {}
+        for name in CONFIGS:  # one process each, so that each has its own peak RSS
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "one.json"
+                child = [sys.executable, __file__, f"--config={name}", f"--pairs={pairs}"]
+                child += [f"--out={out}", *(["--quick"] if args.quick else [])]
+                subprocess.run(child, check=True, stdout=subprocess.DEVNULL)
+                summaries[name] = json.loads(out.read_text())["configs"][name]
+
+    report = dict(
+        command=command,
+        machine=machine(),
+        wall_seconds=time.perf_counter() - started,
+        configs=summaries,
+    )
+    m = report["machine"]
+    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["cpu_flags"].items())
+    print(f"{command}\n{m['date']}  {m['cpu']}, {m['logical_cpus']} logical CPUs ({flags})")
+    print(f"TF {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}\n")
+    for name, summary in summaries.items():
+        print(format_config(name, summary) + "\n")
+    print(f"wall time {report['wall_seconds'] / 60:.1f} min; JSON: {args.out}")
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
