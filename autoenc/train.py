@@ -5,8 +5,9 @@ the strategy scope before the first trace (model, built optimizer, counters), re
 latest checkpoint if the workdir has one (so rerunning a command resumes it), then loops over
 epochs in plain Python around the traced steps of `autoenc.steps`. Per epoch it evaluates,
 keeps the best model as Keras' `ModelCheckpoint(save_best_only=True)` would (test, save, then
-commit), asks early stopping whether to stop, and writes history, summaries and a checkpoint.
-At the end the best weights are restored and scored on the clean test images.
+commit), asks early stopping whether to stop, and writes history, summaries and a checkpoint
+(`autoenc.checkpoints`). At the end the best weights are restored and scored on the clean test
+images, and the figures are drawn.
 """
 
 import json
@@ -20,12 +21,13 @@ import tensorflow as tf
 from absl import logging
 
 from autoenc import callbacks, distribute, models, pipeline, preemption, steps
+from autoenc import checkpoints as checkpoints_lib
 from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
-from autoenc.errors import NonFiniteLossError, UserError
+from autoenc.errors import NonFiniteLossError
 
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
@@ -46,29 +48,6 @@ def make_optimizer(config) -> keras.optimizers.Optimizer:
     if config.optimizer == "adadelta":
         return keras.optimizers.Adadelta(learning_rate=learning_rate)
     return keras.optimizers.Adam(learning_rate=learning_rate)
-
-
-class RunState:
-    """Counters and host-side state that travel in the checkpoint with the weights."""
-
-    def __init__(self):
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)  # optimizer steps done
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # epochs completed
-        self.epoch_loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-        # History, best-model and early-stopping state as JSON, so they restore atomically
-        # with the weights they describe.
-        self.host = tf.Variable("{}", dtype=tf.string, trainable=False)
-
-    def trackables(self) -> dict:
-        return dict(
-            step=self.step, epoch=self.epoch, epoch_loss_sum=self.epoch_loss_sum, host=self.host
-        )
-
-    def load_host(self) -> dict:
-        return json.loads(self.host.numpy().decode())
-
-    def save_host(self, host: dict) -> None:
-        self.host.assign(json.dumps(host))
 
 
 def _early_stopping(config) -> callbacks.EarlyStopping | None:
@@ -153,30 +132,14 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
     )
 
     keras.utils.set_random_seed(config.seed)
-    state = RunState()  # host-side counters: plain variables, outside the strategy scope
+    state = checkpoints_lib.RunState()  # plain variables, outside the strategy scope
     with strategy.scope():
         nets = models.build(config)
         model = nets.autoencoder
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)  # before the first step, or Mirrored fails
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **state.trackables())
-        latest = tf.train.CheckpointManager(checkpoint, workdir / "checkpoints", max_to_keep=2)
-        best_store = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=model), workdir / "best", max_to_keep=1
-        )
-        if latest.latest_checkpoint:
-            try:
-                checkpoint.restore(latest.latest_checkpoint).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as e:
-                raise UserError(
-                    f"cannot resume from {latest.latest_checkpoint}: {str(e).splitlines()[0]}"
-                ) from None
-            logging.info(
-                "Resuming from %s (epoch %d, step %d)",
-                latest.latest_checkpoint,
-                int(state.epoch),
-                int(state.step),
-            )
+        checkpoints = checkpoints_lib.RunCheckpoints(workdir, model, optimizer, state)
+        checkpoints.restore_latest()
 
     host = state.load_host()
     history = host.get("history", [])
@@ -202,10 +165,6 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
     dist_eval_data = distribute.distribute_dataset(strategy, eval_data)
     grid_inputs, grid_targets = (t[:GRID_IMAGES] for t in next(iter(eval_data)))
     summaries = summaries_lib.Summaries(workdir, config)
-
-    def save_latest(host_state):
-        state.save_host(host_state)
-        latest.save(checkpoint_number=int(state.step))
 
     epoch = int(state.epoch)
     while epoch < config.epochs and not stopped_early:
@@ -241,9 +200,9 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
             if progress:
                 progress.update(done_in_epoch, [("loss", float(losses[-1]))])
             if every and int(state.step) % every == 0 and done_in_epoch < steps_per_epoch:
-                save_latest(host)
+                checkpoints.save_latest(host)
             if stop_signals.received and done_in_epoch < steps_per_epoch:
-                save_latest(host)
+                checkpoints.save_latest(host)
                 raise _preempted(stop_signals, epoch, int(state.step))
         train_seconds = time.perf_counter() - started
 
@@ -256,7 +215,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
                 f" {workdir / 'best'} is intact; try a lower --config.learning_rate"
             )
         if best.is_improvement(logs):
-            best_store.save(checkpoint_number=epoch + 1)
+            checkpoints.save_best(epoch + 1)
             best.commit(epoch, logs)  # only after the save succeeded
         if early_stopping:
             stopped_early = early_stopping.update(epoch, logs)
@@ -277,7 +236,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         host = dict(history=history, best=best.state_dict(), stopped_early=stopped_early)
         if early_stopping:
             host["early_stopping"] = early_stopping.state_dict()
-        save_latest(host)
+        checkpoints.save_latest(host)
         workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
         if stop_signals.received:
             raise _preempted(stop_signals, epoch - 1, int(state.step))
@@ -315,7 +274,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         strategy,
         model,
         eval_model,
-        best_store,
+        checkpoints,
         best,
         dist_eval_data,
         epoch,
@@ -346,17 +305,14 @@ def _test_best(
     strategy,
     model,
     eval_model,
-    best_store,
+    checkpoints,
     best,
     dist_eval_data,
     epochs_completed,
     stopped_early,
 ) -> dict:
     """Restores the best weights, scores them on the clean test set, writes metrics.json."""
-    if best_store.latest_checkpoint:
-        tf.train.Checkpoint(model=model).restore(
-            best_store.latest_checkpoint
-        ).assert_existing_objects_matched()
+    checkpoints.restore_best()
     test = steps.sums_to_means(eval_model(dist_eval_data))
     metrics = dict(
         best_epoch=best.best_epoch + 1,

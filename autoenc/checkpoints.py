@@ -1,0 +1,108 @@
+"""A run's state on disk: the latest checkpoint (to resume) and the best weights.
+
+`RunCheckpoints` holds two `tf.train.CheckpointManager`s. The latest checkpoint has everything
+that decides the rest of a run: weights, optimizer slots, step and epoch counters, and the
+host-side state (history, best value, early-stopping counters) as a JSON string variable, so
+all of it restores atomically from one file set. The best checkpoint has the model weights
+only, like Keras' `ModelCheckpoint(save_best_only=True, save_weights_only=True)`. TensorFlow
+writes each checkpoint's files before it rewrites the small `checkpoint` pointer file, so a kill
+during a save leaves the previous checkpoint in force.
+"""
+
+import json
+import pathlib
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from autoenc.errors import UserError
+
+
+class RunState:
+    """Counters and host-side state that travel in the checkpoint with the weights.
+
+    Plain (not mirrored) variables: create them outside the strategy scope so the host loop can
+    read them as numbers.
+    """
+
+    def __init__(self):
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)  # optimizer steps done
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # epochs completed
+        # Sum of this epoch's step losses, so a mid-epoch resume reports the same epoch loss.
+        self.epoch_loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self.host = tf.Variable("{}", dtype=tf.string, trainable=False)
+
+    def trackables(self) -> dict:
+        return dict(
+            step=self.step, epoch=self.epoch, epoch_loss_sum=self.epoch_loss_sum, host=self.host
+        )
+
+    def load_host(self) -> dict:
+        """The host-side state saved with the last checkpoint ({} for a fresh run)."""
+        return json.loads(self.host.numpy().decode())
+
+
+class RunCheckpoints:
+    """The latest and the best checkpoint of one workdir."""
+
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        state: RunState,
+    ):
+        self.state = state
+        self.best_dir = pathlib.Path(workdir) / "best"
+        self._latest_checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, **state.trackables()
+        )
+        self._latest = tf.train.CheckpointManager(
+            self._latest_checkpoint, pathlib.Path(workdir) / "checkpoints", max_to_keep=2
+        )
+        self._best_checkpoint = tf.train.Checkpoint(model=model)
+        self._best = tf.train.CheckpointManager(self._best_checkpoint, self.best_dir, max_to_keep=1)
+
+    def restore_latest(self) -> bool:
+        """Restores the latest checkpoint if there is one; call inside the strategy scope,
+        after the optimizer is built (else its slots are silently not restored).
+
+        Returns:
+            Whether a checkpoint was restored.
+
+        Raises:
+            UserError: the checkpoint cannot be read or does not fit the model.
+        """
+        path = self._latest.latest_checkpoint
+        if not path:
+            return False
+        try:
+            self._latest_checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
+        logging.info(
+            "Resuming from %s (epoch %d, step %d)",
+            path,
+            int(self.state.epoch),
+            int(self.state.step),
+        )
+        return True
+
+    def save_latest(self, host: dict) -> None:
+        """Saves everything, with `host` as the host-side state, numbered by the step."""
+        self.state.host.assign(json.dumps(host))
+        # Numbered explicitly: the two managers would otherwise share one save counter.
+        self._latest.save(checkpoint_number=int(self.state.step))
+
+    def save_best(self, epoch: int) -> None:
+        """Saves the model weights as the best so far (`epoch` 1-based names the files)."""
+        self._best.save(checkpoint_number=epoch)
+
+    def restore_best(self) -> bool:
+        """Loads the best weights into the model; False if no best was saved yet."""
+        path = self._best.latest_checkpoint
+        if not path:
+            return False
+        self._best_checkpoint.restore(path).assert_existing_objects_matched()
+        return True
