@@ -1,12 +1,13 @@
 """Training throughput of autoenc's loop against Keras `model.fit`, side by side on this machine.
 
-Command (from the repository root; one full run takes about 6-8 minutes on 2 cores):
+Command (from the repository root; about 8 minutes on 2 cores, 2 with --quick):
 
     python benchmarks/throughput.py [--config=dense_compress|conv_denoise|all] [--pairs=N]
-                                    [--out=FILE.json] [--quick]
+                                    [--out=FILE.json] [--quick] [--no-wait]
 
-Arms, per config (with `--config=all` each config runs in its own process, so that its peak RSS
-is its own):
+It first waits while pytest, launch.py or .ci/run is running (they would share the 2 cores).
+Arms, per config (with `--config=all`, each config in its own process, so that its peak RSS is
+its own):
 
   ours      autoenc's loop, built from the library's pieces as `autoenc.train` builds them: the
             strategy, the model, the optimizer built in its scope, `steps.make_train_steps`,
@@ -17,26 +18,32 @@ is its own):
             cross-entropy), with the same global batch, on numpy arrays: the clean images as
             input and target (dense), or noisy inputs precomputed once (conv). `fit` has no
             on-the-fly noise, so its noise is the same every epoch and costs it nothing per step.
-  clean     (conv) ours with noise_factor 0: with `ours`, the cost of the on-the-fly noise.
-  pipeline  `pipeline.train_dataset` drained in a traced loop with no model (conv: also
-            `pipeline_clean`, without the noise).
+  clean     (conv) ours with noise_factor 0: with `ours`, the end-to-end cost of the noise.
+  pipeline  `pipeline.train_dataset` drained by a traced loop with no model, a whole epoch per
+            iterator, for at least a second (conv: also `pipeline_clean`, without the noise).
   matmul    (conv) a 2048x2048 float32 matmul in a `tf.function`, best of 3 calls: the
             machine's attainable float32 rate, against which the conv step's GFLOP/s is put.
 
-How it measures: one warm-up measurement of every arm (tracing, first-call costs), then
-`--pairs` rounds, each running every arm once, in reverse order on odd rounds (A B ... B A), so
-drift and this shared machine's bimodal speed (some stretches get one core, not two) hit every
-arm alike. A measurement times the same number of optimizer steps in steady state: the clock
-starts after a first block of `steps_per_loop` steps, so iterator creation, prefetch filling
-and `fit`'s per-call setup fall before it (reported apart as "setup"). `fit` is clocked by a
-callback on `on_train_batch_begin` and `on_epoch_end`, which leaves Keras' asynchronous
-batch-end dispatch on, as it is without callbacks.
+How it measures: one warm-up measurement of every arm (tracing, first calls), then `--pairs`
+rounds, each running every arm once, in reverse order on odd rounds (A B ... B A), so drift
+hits every arm alike. A training measurement times the same number of optimizer steps in
+steady state: the clock starts after a first block of `steps_per_loop` steps, so iterator
+creation, prefetch filling and `fit`'s per-call setup fall before it (shown apart as "setup",
+in seconds per call). `fit` is clocked by a callback on `on_train_batch_begin` and
+`on_epoch_end`, which leaves Keras' asynchronous batch-end dispatch on, as it is without
+callbacks. Column "others" is the most cores that other processes (or the hypervisor, as steal)
+kept busy during any of an arm's measurements, from /proc/stat; above 0.25 the table warns.
 
-How to read it: absolute images/s here swing by up to 2x with the machine's load, so only
-compare numbers of the same round: every ratio is taken per round and the table shows its
-median and range. GFLOP/s counts 6 FLOP per forward multiply-add (forward, input gradient,
-weight gradient), from the layer shapes. Peak RSS is `ru_maxrss`: "ours only" is read before
-`fit`'s arrays and model exist, "process" at the end. Targets are issue 6's.
+How to read it: this machine's speed drifts by 10-30% between stretches of tens of seconds
+even when nothing else runs (and halves when a test suite does), so compare only numbers of the
+same round: every ratio is taken per round, and the table shows its median and each round's.
+A difference of a few percent between two arms (the noise cost) is within that drift; its
+floor, `noise_alone_share`, is the noise's own time per image (pipeline alone, noisy less
+clean) over a training step's time per image. GFLOP/s counts 6 FLOP per forward multiply-add
+(forward, input gradient, weight gradient) from the layer shapes. Peak RSS is `ru_maxrss`:
+"ours only" is read after our loop's warm-up and before `fit`'s arrays and model exist (it is
+not a whole training run's: that adds evaluation, checkpoints, summaries and figures),
+"process" at the end. Targets are issue 6's.
 """
 
 import argparse
@@ -46,6 +53,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -73,7 +81,11 @@ CONFIGS = ("dense_compress", "conv_denoise")
 # Timed steps per measurement (full, --quick): a multiple of steps_per_loop (20), and with the
 # first untimed block within one epoch (234 steps for dense at batch 256, 468 for conv at 128).
 TIMED_STEPS = {"dense_compress": (200, 100), "conv_denoise": (100, 40)}
+PIPELINE_SECONDS = 1.0  # timed seconds per pipeline-alone measurement, at least
+OTHERS_WARNING = 0.25  # cores kept busy by other processes during a measurement, at most
 MATMUL_SIZE = 2048
+# Processes that would share the 2 cores: CI, the test suite, a training run.
+RIVALS = r"pytest|launch\.py|\.ci/run"
 # Issue 6's targets: (what, summary key, sense, bound, format of the measured value).
 TARGETS = {
     "dense_compress": [("ours / fit", "ours_over_fit", ">=", 3.0, ".2f")],
@@ -95,6 +107,7 @@ class Timing:
     seconds: float
     setup: float = 0.0  # the call's time before the clock started, less its steps' share
     loss: float | None = None  # mean training loss over the call's steps (a sanity check)
+    others: float = 0.0  # cores that other processes (or the hypervisor) kept busy meanwhile
 
     @property
     def rate(self) -> float:
@@ -104,6 +117,63 @@ class Timing:
 def peak_rss_gb() -> float:
     """This process's peak resident set so far (`ru_maxrss` is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy (steal included), and this process's."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return float("nan"), 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    return busy, usage.ru_utime + usage.ru_stime
+
+
+class Stopwatch:
+    """Wall time of a stretch, and how many cores others kept busy meanwhile (a shared machine)."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.cpu = _cpu_seconds()
+
+    def stop(self) -> tuple[float, float]:
+        seconds = time.perf_counter() - self.started
+        machine_busy, own = (after - before for before, after in zip(self.cpu, _cpu_seconds()))
+        return seconds, max(0.0, machine_busy - own) / seconds
+
+
+def _ancestors() -> set[int]:
+    """This process and its parents (a shell whose command line names pytest is not a rival)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return pids
+
+
+def busy_rivals() -> list[str]:
+    """Command lines of running test suites or training runs (which would skew the timings)."""
+    mine, rivals = _ancestors(), []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(cmdline.parent.name) not in mine and re.search(RIVALS, command):
+            rivals.append(command.strip())
+    return rivals
+
+
+def wait_for_quiet_machine() -> None:
+    """Waits, polling every 20 s, while `busy_rivals()` finds anything."""
+    while rivals := busy_rivals():
+        log(f"waiting for {len(rivals)} process(es) to end, e.g. {rivals[0][:100]!r}")
+        time.sleep(20)
 
 
 def log(message: str) -> None:
@@ -159,14 +229,15 @@ class _SteadyClock(keras.callbacks.Callback):
     def __init__(self, start_batch: int):
         super().__init__()
         self.start_batch = start_batch
-        self.start = self.end = self.loss = None
+        self.stopwatch = self.started = self.seconds = self.others = self.loss = None
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch == self.start_batch:
-            self.start = time.perf_counter()
+            self.stopwatch = Stopwatch()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.end = time.perf_counter()
+        self.seconds, self.others = self.stopwatch.stop()
+        self.started = self.stopwatch.started
         self.loss = float(logs["loss"])
 
 
@@ -180,11 +251,11 @@ def clock_blocks(start: Callable, block: Callable, timed_steps: int, per_call: i
     started = time.perf_counter()
     iterator = start()
     outputs = [block(iterator)]
-    clock = time.perf_counter()
+    stopwatch = Stopwatch()
     outputs += [block(iterator) for _ in range(timed_steps // per_call)]
-    seconds = time.perf_counter() - clock
-    setup = clock - started - seconds * per_call / timed_steps
-    return Timing(timed_steps * batch, seconds, setup), outputs
+    seconds, others = stopwatch.stop()
+    setup = stopwatch.started - started - seconds * per_call / timed_steps
+    return Timing(timed_steps * batch, seconds, setup, others=others), outputs
 
 
 class OurLoop:
@@ -237,8 +308,15 @@ class OurLoop:
         return run
 
     def pipeline_arm(self, noise_factor: float) -> Callable[[int], Timing]:
-        """The same batches drained by a traced loop like `train_steps`', with no model."""
+        """The same batches drained by a traced loop like `train_steps`', with no model.
+
+        One measurement drains fresh iterators, each for an epoch's batches after the first
+        block, until at least `PIPELINE_SECONDS` were timed: one epoch alone can take a tenth of
+        a second, too short to time well (or to tell whether another process ran meanwhile).
+        """
         per_call = self.config.steps_per_loop
+        steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
+        batches = (steps_per_epoch - per_call) // per_call * per_call
 
         @tf.function
         def drain(iterator, num_batches):
@@ -248,14 +326,24 @@ class OurLoop:
                     total += tf.reduce_sum(tensor[:1])  # touch each batch; the loop is the cost
             return total
 
-        def run(timed_steps):
-            return clock_blocks(
-                lambda: self.iterator(noise_factor),
-                lambda iterator: drain(iterator, tf.constant(per_call)).numpy(),
-                timed_steps,
-                per_call,
-                self.config.batch_size,
-            )[0]
+        def run(_timed_steps):
+            timings, seconds = [], 0.0
+            while seconds < PIPELINE_SECONDS:
+                timing, _ = clock_blocks(
+                    lambda: self.iterator(noise_factor),
+                    lambda iterator: drain(iterator, tf.constant(per_call)).numpy(),
+                    batches,
+                    per_call,
+                    self.config.batch_size,
+                )
+                timings.append(timing)
+                seconds += timing.seconds
+            return Timing(
+                work=sum(t.work for t in timings),
+                seconds=seconds,
+                setup=statistics.mean(t.setup for t in timings),
+                others=sum(t.others * t.seconds for t in timings) / seconds,
+            )
 
         return run
 
@@ -289,9 +377,10 @@ def fit_arm(config, x_train: np.ndarray, initial_weights: list) -> Callable[[int
             verbose=0,
             callbacks=[clock],
         )
-        seconds = clock.end - clock.start
-        setup = clock.start - started - seconds * per_call / timed_steps
-        return Timing(timed_steps * config.batch_size, seconds, setup, clock.loss)
+        setup = clock.started - started - clock.seconds * per_call / timed_steps
+        return Timing(
+            timed_steps * config.batch_size, clock.seconds, setup, clock.loss, clock.others
+        )
 
     run.jit_compile = bool(model.jit_compile)
     return run
@@ -342,21 +431,21 @@ def matmul_arm(size: int = MATMUL_SIZE, calls: int = 3) -> Callable[[int], Timin
     product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
 
     def run(_timed_steps):
-        best = float("inf")
+        best, stopwatch = float("inf"), Stopwatch()
         for _ in range(calls):
             started = time.perf_counter()
             product().numpy()
             best = min(best, time.perf_counter() - started)
-        return Timing(2 * size**3, best)
+        return Timing(2 * size**3, best, others=stopwatch.stop()[1])
 
     return run
 
 
-def measure(arms: dict, timed_steps: int, pairs: int) -> dict[str, list[Timing]]:
+def measure(arms: dict, timed_steps: int, warm_steps: int, pairs: int) -> dict[str, list[Timing]]:
     """Warms every arm up once, then runs `pairs` rounds of all arms, reversed on odd rounds."""
     for name, run in arms.items():
         log(f"  warm-up {name}")
-        run(timed_steps)
+        run(warm_steps)
     results = {name: [] for name in arms}
     names = list(arms)
     for round_index in range(pairs):
@@ -365,7 +454,10 @@ def measure(arms: dict, timed_steps: int, pairs: int) -> dict[str, list[Timing]]
             results[name].append(timing)
             unit = "GFLOP/s" if name == "matmul" else "images/s"
             scale = 1e9 if name == "matmul" else 1.0
-            log(f"  round {round_index + 1}/{pairs}  {name:<15}{timing.rate / scale:10,.1f} {unit}")
+            log(
+                f"  round {round_index + 1}/{pairs}  {name:<15}{timing.rate / scale:10,.1f} {unit}"
+                f"  (others busy: {timing.others:.2f} cores)"
+            )
     return results
 
 
@@ -389,6 +481,12 @@ def summarize(name: str, results: dict[str, list[Timing]], facts: dict) -> dict:
         ratios["pipeline_noise_cost"] = [
             1 - r for r in per_round(rates("pipeline"), rates("pipeline_clean"))
         ]
+        # The noise's own time per image (pipeline alone, noisy less clean) over a training
+        # step's time per image: its share of step time were it not overlapped with training.
+        ratios["noise_alone_share"] = [
+            (1 / noisy - 1 / clean) * train
+            for noisy, clean, train in zip(rates("pipeline"), rates("pipeline_clean"), ours)
+        ]
     if "matmul" in results:
         conv_flops = [rate * facts["train_flop_per_image"] for rate in ours]
         ratios["conv_over_matmul"] = per_round(conv_flops, rates("matmul"))
@@ -401,11 +499,13 @@ def summarize(name: str, results: dict[str, list[Timing]], facts: dict) -> dict:
                 seconds=[t.seconds for t in timings],
                 median_setup_seconds=statistics.median(t.setup for t in timings),
                 losses=[t.loss for t in timings],
+                others_cores=[t.others for t in timings],
             )
             for arm, timings in results.items()
         },
         ratios={key: dict(median=statistics.median(v), per_round=v) for key, v in ratios.items()},
         rss_process_gb=peak_rss_gb(),
+        others_cores_max=max(t.others for timings in results.values() for t in timings),
     )
     if "matmul" in results:
         median_flops = statistics.median(ours) * facts["train_flop_per_image"]
@@ -439,17 +539,17 @@ def format_config(name: str, s: dict) -> str:
         f" measurement, {len(arms['ours']['rates'])} rounds, {s['replicas']} replica(s),"
         f" steps_per_loop {s['steps_per_loop']}, op determinism"
         f" {'on' if s['deterministic'] else 'off'}",
-        f"  {'arm':<16}{'median':>11}{'min':>10}{'max':>10}  {'setup s':>8}  unit",
+        f"  {'arm':<16}{'median':>11}{'min':>10}{'max':>10}  {'setup s':>8}  {'others':>6}  unit",
     ]
     for arm, a in arms.items():
         unit, scale = ("GFLOP/s", 1e9) if arm == "matmul" else ("images/s", 1.0)
         low, high = min(a["rates"]) / scale, max(a["rates"]) / scale
         lines.append(
             f"  {arm:<16}{a['median_rate'] / scale:11,.1f}{low:10,.1f}{high:10,.1f}"
-            f"  {a['median_setup_seconds']:8.2f}  {unit}"
+            f"  {a['median_setup_seconds']:8.2f}  {max(a['others_cores']):6.2f}  {unit}"
         )
     lines.append(f"  {'ratio (per round)':<26}{'median':>8}   per round")
-    percent = {"noise_cost", "pipeline_noise_cost", "conv_over_matmul"}
+    percent = {"noise_cost", "pipeline_noise_cost", "noise_alone_share", "conv_over_matmul"}
     for key, r in ratios.items():
         if key in percent:
             shown = f"{r['median']:7.1%}"
@@ -480,39 +580,52 @@ def format_config(name: str, s: dict) -> str:
         f" process {s['rss_process_gb']:.2f} GB"
     )
     lines.append(f"  fit: jit_compile={s['keras_fit_jit_compile']} (Keras 3 'auto' on a CPU)")
+    if s["others_cores_max"] > OTHERS_WARNING:
+        lines.append(
+            f"  WARNING: other processes kept up to {s['others_cores_max']:.2f} cores busy during"
+            " some measurements (column 'others'); rerun on a quiet machine"
+        )
     for t in s["targets"]:
         verdict = "met" if t["met"] else "NOT met"
         lines.append(f"  target {t['target']:<44} {t['shown']:>8}  {verdict}")
     return "\n".join(lines)
 
 
-def run_one(name: str, pairs: int, quick: bool) -> dict:
+def run_one(name: str, pairs: int, quick: bool, wait: bool) -> dict:
     """Measures one config in this process and returns its summary."""
     config = config_lib.load_config(name)
     timed_steps = TIMED_STEPS[name][quick]
     if timed_steps % config.steps_per_loop:
         raise SystemExit(f"{timed_steps} timed steps is not a multiple of steps_per_loop")
+    if wait:
+        wait_for_quiet_machine()
     log(f"{name}: building")
     arms, facts = make_arms(config, name, quick)
-    results = measure(arms, timed_steps, pairs)
+    results = measure(arms, timed_steps, config.steps_per_loop, pairs)
     return summarize(name, results, facts)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
-    parser.add_argument("--pairs", type=int, default=None, help="rounds (default 5; 2 --quick)")
+    parser.add_argument("--pairs", type=int, default=None, help="rounds (default 7; 2 --quick)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
+    parser.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="start at once, even while pytest, launch.py or .ci/run is running",
+    )
     args = parser.parse_args(argv)
-    pairs = args.pairs or (2 if args.quick else 5)
+    pairs = args.pairs or (2 if args.quick else 7)
     if pairs < 1:
         parser.error("--pairs must be at least 1")
     command = " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]])
     started = time.perf_counter()
 
     if args.config != "all":
-        summaries = {args.config: run_one(args.config, pairs, args.quick)}
+        summaries = {args.config: run_one(args.config, pairs, args.quick, args.wait)}
     else:
         summaries = {}
         for name in CONFIGS:  # one process each, so that each has its own peak RSS
@@ -520,6 +633,7 @@ def main(argv=None) -> None:
                 out = Path(tmp) / "one.json"
                 child = [sys.executable, __file__, f"--config={name}", f"--pairs={pairs}"]
                 child += [f"--out={out}", *(["--quick"] if args.quick else [])]
+                child += [] if args.wait else ["--no-wait"]
                 subprocess.run(child, check=True, stdout=subprocess.DEVNULL)
                 summaries[name] = json.loads(out.read_text())["configs"][name]
 
