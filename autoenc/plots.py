@@ -12,8 +12,7 @@ and every file has a fixed pixel size.
 """
 
 import csv
-import json
-import os
+import io
 import pathlib
 
 import numpy as np
@@ -21,7 +20,6 @@ import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import models, pipeline
 from autoenc import workdir as workdir_lib
@@ -110,38 +108,26 @@ def loss_curves_figure(history: list[dict[str, float]]) -> Figure:
 
 
 def save_png(figure: Figure, path: pathlib.Path) -> None:
-    """Writes `figure` to `path` as PNG through a temporary file, so readers never see a part."""
-    # Named by pid rather than made by mkstemp, whose 0600 mode would ignore the user's umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            figure.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes `figure` to `path` as PNG, atomically (readers never see a part)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    workdir_lib.atomic_write_bytes(path, buffer.getvalue())
 
 
-def first_examples(dataset, count: int, strategy=None) -> tuple[np.ndarray, np.ndarray]:
+def first_examples(dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` (input, target) pairs of an evaluation dataset, in order.
 
     Args:
-        dataset: a `tf.data.Dataset` of (inputs, targets) batches, or the same split across
-            replicas by `strategy.experimental_distribute_dataset` (each global batch then
-            arrives as per-replica parts, replica 0 holding its first rows).
+        dataset: a `tf.data.Dataset` of (inputs, targets) batches (not a distributed one).
         count: how many pairs.
-        strategy: the strategy that distributed `dataset`, or None for a plain dataset.
 
     Returns:
         (inputs, targets) as numpy arrays of `count` rows (fewer if the dataset is smaller).
     """
-    local = strategy.experimental_local_results if strategy else lambda value: (value,)
     inputs, targets = [], []
     for batch_inputs, batch_targets in dataset:
-        for part_inputs, part_targets in zip(local(batch_inputs), local(batch_targets)):
-            inputs.append(np.asarray(part_inputs))
-            targets.append(np.asarray(part_targets))
+        inputs.append(np.asarray(batch_inputs))
+        targets.append(np.asarray(batch_targets))
         if sum(len(part) for part in inputs) >= count:
             break
     return np.concatenate(inputs)[:count], np.concatenate(targets)[:count]
@@ -154,7 +140,7 @@ def reconstructions_name(config) -> str:
     return "reconstructions.png"
 
 
-def write_figures(config, workdir, model, dataset, strategy=None) -> list[pathlib.Path]:
+def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
     """Draws the book's figures for one run into `WORKDIR/figures/`.
 
     A denoiser (noise_factor > 0) gets noisy_inputs.png and denoised_outputs.png; a model
@@ -165,14 +151,13 @@ def write_figures(config, workdir, model, dataset, strategy=None) -> list[pathli
         config: the run's config.
         workdir: the run's work directory (history.csv is read from it).
         model: the autoencoder, holding the weights to show (the best ones).
-        dataset: the evaluation dataset val_loss was measured on (see `first_examples`).
-        strategy: the strategy that distributed `dataset`, if it did.
+        dataset: the evaluation dataset val_loss was measured on, before distribution.
 
     Returns:
         The paths written.
     """
     workdir = pathlib.Path(workdir)
-    inputs, targets = first_examples(dataset, ITEMS, strategy)
+    inputs, targets = first_examples(dataset, ITEMS)
     outputs = np.asarray(model(inputs, training=False))
     figures = {}
     if config.noise_factor > 0:
@@ -202,13 +187,9 @@ def write_figures(config, workdir, model, dataset, strategy=None) -> list[pathli
 
 def _check_config(config, workdir: pathlib.Path) -> None:
     """Refuses a config that would restore the wrong model or show other noisy images."""
-    saved_path = workdir / "config.json"
-    if not saved_path.exists():
-        return
-    saved = json.loads(saved_path.read_text())
     differing = [
         field
-        for field in config_lib.differing_fields(saved, config.to_dict())
+        for field in workdir_lib.saved_config_differences(workdir, config) or []
         if field in FIGURE_FIELDS
     ]
     if differing:

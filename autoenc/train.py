@@ -163,7 +163,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         input_shape=input_shape,
     )
     dist_eval_data = distribute.distribute_dataset(strategy, eval_data)
-    grid_inputs, grid_targets = (t[:GRID_IMAGES] for t in next(iter(eval_data)))
+    grid_inputs, grid_targets = plots_lib.first_examples(eval_data, GRID_IMAGES)
     summaries = summaries_lib.Summaries(workdir, config)
 
     epoch = int(state.epoch)
@@ -276,6 +276,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         eval_model,
         checkpoints,
         best,
+        eval_data,
         dist_eval_data,
         epoch,
         stopped_early,
@@ -307,6 +308,7 @@ def _test_best(
     eval_model,
     checkpoints,
     best,
+    eval_data,
     dist_eval_data,
     epochs_completed,
     stopped_early,
@@ -330,5 +332,5 @@ def _test_best(
     if "noisy_input" in metrics:
         logging.info("test (noisy input): %s", metrics["noisy_input"])
     summaries_lib.write_hparams(workdir, config, metrics)
-    plots_lib.write_figures(config, workdir, model, dist_eval_data, strategy)
+    plots_lib.write_figures(config, workdir, model, eval_data)
     return metrics

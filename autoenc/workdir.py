@@ -18,13 +18,17 @@ from autoenc import config as config_lib
 from autoenc.errors import UsageError, UserError
 
 
-def atomic_write_text(path: pathlib.Path, text: str) -> None:
-    """Writes `text` to `path` so that readers see the old or the new file, never a part."""
+def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+    """Writes `data` to `path` so that readers see the old or the new file, never a part.
+
+    The temporary file is named by pid rather than made by `mkstemp`, whose 0600 mode would
+    ignore the user's umask; the workdir lock keeps two runs from sharing a name.
+    """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -32,6 +36,11 @@ def atomic_write_text(path: pathlib.Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+    """`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: pathlib.Path, data) -> None:
@@ -95,6 +104,25 @@ def prepare(workdir) -> pathlib.Path:
     return path
 
 
+def saved_config_differences(workdir: pathlib.Path, config) -> list[str] | None:
+    """Dotted names of the fields where `config` differs from the run saved in `workdir`.
+
+    Returns:
+        None if the workdir holds no run (no config.json), else the differing fields.
+
+    Raises:
+        UserError: config.json exists but cannot be read.
+    """
+    saved_path = pathlib.Path(workdir) / "config.json"
+    if not saved_path.exists():
+        return None
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {saved_path}: {e}; move it away to start afresh") from None
+    return config_lib.differing_fields(saved, config.to_dict())
+
+
 def check_resumable(workdir: pathlib.Path, config) -> bool:
     """Compares `config` with the one a previous run saved in `workdir`.
 
@@ -104,21 +132,13 @@ def check_resumable(workdir: pathlib.Path, config) -> bool:
     Raises:
         UsageError: the saved config differs in a field that cannot change mid-run.
     """
-    saved_path = workdir / "config.json"
-    if not saved_path.exists():
+    differing = saved_config_differences(workdir, config)
+    if differing is None:
         return False
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {saved_path}: {e}; move it away to start afresh") from None
-    differing = [
-        field
-        for field in config_lib.differing_fields(saved, config.to_dict())
-        if field not in config_lib.RESUMABLE_CHANGES
-    ]
-    if differing:
+    blocking = [field for field in differing if field not in config_lib.RESUMABLE_CHANGES]
+    if blocking:
         raise UsageError(
             f"workdir {workdir} holds a run with a different config"
-            f" (differs in: {', '.join(differing)}); use another --workdir"
+            f" (differs in: {', '.join(blocking)}); use another --workdir"
         )
     return True
