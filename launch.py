@@ -18,6 +18,12 @@ from absl import app, flags, logging  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config name in configs/ (e.g. conv_denoise) or a .py path.")
 flags.DEFINE_string("workdir", None, "Output directory; default runs/<config name>.")
+flags.DEFINE_enum(
+    "strategy",
+    "mirrored",
+    ["mirrored", "multi_worker"],
+    "mirrored: all local GPUs (or --cpu_devices); multi_worker: the machines in TF_CONFIG.",
+)
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (N replicas).")
 flags.DEFINE_bool("debug", False, "Show full tracebacks for user errors.")
 flags.DEFINE_enum(
@@ -85,7 +91,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
             paths = plots.figures_from_workdir(config, workdir)
             logging.info("figures: %s", ", ".join(str(path) for path in paths))
         else:
-            metrics = train.train_and_evaluate(config, workdir)
+            metrics = train.train_and_evaluate(config, workdir, strategy_name=FLAGS.strategy)
             metrics_path = os.path.join(workdir, "metrics.json")
             logging.info("metrics in %s: test %s", metrics_path, metrics["test"])
     except UserError as e:

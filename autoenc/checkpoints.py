@@ -16,7 +16,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from autoenc.errors import UserError
+from autoenc import models
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError, UserError
+
+# The config fields that decide the shapes of the weights in a checkpoint.
+MODEL_FIELDS = ("model", "encoding_dim")
 
 
 class RunState:
@@ -106,3 +111,41 @@ class RunCheckpoints:
             return False
         self._best_checkpoint.restore(path).assert_existing_objects_matched()
         return True
+
+
+def best_checkpoint_path(workdir) -> str:
+    """The path prefix of a workdir's best checkpoint; a one-line `UserError` if none."""
+    best_dir = pathlib.Path(workdir) / "best"
+    best = tf.train.latest_checkpoint(str(best_dir)) if best_dir.is_dir() else None
+    if best is None:
+        raise UserError(
+            f"no best checkpoint in {best_dir}: train first (--mode=train, the default)"
+        )
+    return best
+
+
+def load_best_model(config, workdir) -> models.Autoencoder:
+    """Builds the model `config` describes and loads a workdir's best weights into it.
+
+    The encoder and decoder share the autoencoder's layers, so all three carry the best
+    weights. Used by everything that applies a trained model (figures, eval, export).
+
+    Raises:
+        UserError: the workdir has no best checkpoint, or it cannot be restored.
+        UsageError: `config` builds another model than the one the workdir trained.
+    """
+    workdir = pathlib.Path(workdir)
+    best = best_checkpoint_path(workdir)
+    differing = workdir_lib.saved_config_differences(workdir, config) or []
+    differing = [field for field in differing if field in MODEL_FIELDS]
+    if differing:
+        raise UsageError(
+            f"workdir {workdir} holds a run with a different model"
+            f" (differs in: {', '.join(differing)}); pass the --config it was trained with"
+        )
+    nets = models.build(config)
+    try:
+        tf.train.Checkpoint(model=nets.autoencoder).restore(best).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise UserError(f"cannot restore {best}: {str(e).splitlines()[0]}") from None
+    return nets

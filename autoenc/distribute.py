@@ -32,7 +32,7 @@ def configure_cpu_devices(count: int) -> None:
             ) from None
 
 
-def make_strategy() -> tf.distribute.Strategy:
+def make_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
     """MirroredStrategy over every local GPU, else over every logical CPU device."""
     gpus = tf.config.list_logical_devices("GPU")
     devices = gpus or tf.config.list_logical_devices("CPU")

@@ -20,10 +20,10 @@ import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from autoenc import checkpoints, models, pipeline
 from autoenc import data as data_lib
-from autoenc import models, pipeline
 from autoenc import workdir as workdir_lib
-from autoenc.errors import UsageError, UserError
+from autoenc.errors import UsageError
 
 ITEMS = 12  # images per row, as in the book
 DPI = 100
@@ -215,20 +215,11 @@ def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
             field that changes the figures, a run still using the workdir, or missing data.
     """
     workdir = pathlib.Path(workdir)
-    best_dir = workdir / "best"
-    best = tf.train.latest_checkpoint(str(best_dir)) if best_dir.is_dir() else None
-    if best is None:
-        raise UserError(
-            f"no best checkpoint in {best_dir}: train first (--mode=train, the default)"
-        )
-    _check_config(config, workdir)
+    checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
     with workdir_lib.WorkdirLock(workdir):
-        model = models.build(config).autoencoder
-        try:
-            tf.train.Checkpoint(model=model).restore(best).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
-            raise UserError(f"cannot restore {best}: {str(e).splitlines()[0]}") from None
+        model = checkpoints.load_best_model(config, workdir).autoencoder
+        _check_config(config, workdir)
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         eval_data = pipeline.eval_dataset(

@@ -76,14 +76,17 @@ def _finished_message(metrics: dict, config) -> str | None:
     return None
 
 
-def train_and_evaluate(config, workdir, *, data=None, strategy=None) -> dict:
+def train_and_evaluate(
+    config, workdir, *, data=None, strategy=None, strategy_name: str = "mirrored"
+) -> dict:
     """Trains the model `config` describes in `workdir` (resuming it if started) and tests it.
 
     Args:
         config: a config from `configs/` (see `autoenc.config`), overrides applied.
         workdir: where checkpoints, summaries, history.csv and metrics.json go.
         data: a `data.FashionMNIST` to use instead of loading the real files (tests).
-        strategy: the distribution strategy; default MirroredStrategy over local devices.
+        strategy: a distribution strategy to use (tests); default: made from `strategy_name`.
+        strategy_name: 'mirrored' (local devices) or 'multi_worker' (see `autoenc.distribute`).
 
     Returns:
         The contents of metrics.json.
@@ -106,7 +109,11 @@ def train_and_evaluate(config, workdir, *, data=None, strategy=None) -> dict:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         with preemption.StopSignals() as stop_signals:
             return _train(
-                config, workdir, data, strategy or distribute.make_strategy(), stop_signals
+                config,
+                workdir,
+                data,
+                strategy or distribute.make_strategy(strategy_name),
+                stop_signals,
             )
 
 
