@@ -1,0 +1,110 @@
+"""Scoring a trained run's best checkpoint on the test images, without training (`--mode=eval`).
+
+`evaluate_workdir` computes exactly what training's final test computes for metrics.json
+(`autoenc.train._test_best`): the same evaluation dataset, the same per-example sums
+(`steps.make_eval_sums`) and the same means, so at the run's own noise level and seed it
+reproduces metrics.json's `test` and `noisy_input` (to float summation order, which depends on
+the replica count). It may also score at another noise level or noise seed. It writes nothing:
+`evaluation_path` names the file the command line writes, under `WORKDIR/eval/`, apart from the
+training's metrics.json so that an evaluation can never overwrite it.
+"""
+
+import math
+import os
+import pathlib
+
+import tensorflow as tf
+
+from autoenc import checkpoints, models, pipeline, steps
+from autoenc import data as data_lib
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError
+
+QUALITY = ("bce", "mse", "psnr", "ssim")
+# Fields that decide the weights or the noisy test images: a config that differs from the run
+# in one of them is not the run's config. The noise level and seed have their own arguments.
+RUN_FIELDS = ("model", "encoding_dim", "noise_factor", "seed", "batch_size")
+
+
+def _check_config(config, workdir: pathlib.Path) -> None:
+    differing = [
+        field
+        for field in workdir_lib.saved_config_differences(workdir, config) or []
+        if field in RUN_FIELDS
+    ]
+    if differing:
+        raise UsageError(
+            f"workdir {workdir} holds a run with a different config"
+            f" (differs in: {', '.join(differing)}); pass the --config it was trained with"
+            " (--noise_factor and --eval_seed choose another noise level or noise seed)"
+        )
+
+
+def _check_noise_factor(noise_factor: float) -> None:
+    if not (math.isfinite(noise_factor) and noise_factor >= 0):
+        raise UsageError(f"--noise_factor={noise_factor:g}: must be a finite number, 0 or more")
+
+
+def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None) -> dict:
+    """Scores a run's best checkpoint on the test images, as metrics.json does.
+
+    Args:
+        config: the config the run was trained with (overrides applied); a config that differs
+            in a field of `RUN_FIELDS` is refused.
+        workdir: a finished or interrupted run's work directory (it must have a best checkpoint).
+        noise_factor: noise level of the inputs, clip(x + noise_factor·N(0,1), 0, 1); None = the
+            run's own `config.noise_factor`; 0 = clean inputs.
+        seed: seed of that noise; None = the run's own `config.seed`. The noise of each test
+            batch is keyed on (seed, batch index) with the run's batch size, as in training.
+        data: a `data.FashionMNIST` to use instead of loading the real files (tests).
+
+    Returns:
+        {"test": {bce, mse, psnr, ssim} of the model's output against the clean test images,
+         "noisy_input": the same four for the noisy input itself (only if noise_factor > 0),
+         "noise_factor": float, "seed": int,
+         "checkpoint": the best checkpoint scored, relative to the workdir (e.g. "best/ckpt-7")}
+
+    Raises:
+        UserError: no best checkpoint, a run still using the workdir, or missing data.
+        UsageError: a config that is not the run's, or a negative noise level.
+    """
+    workdir = pathlib.Path(workdir)
+    noise_factor = float(config.noise_factor if noise_factor is None else noise_factor)
+    seed = int(config.seed if seed is None else seed)
+    _check_noise_factor(noise_factor)
+    best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
+    # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
+    with workdir_lib.WorkdirLock(workdir):
+        model = checkpoints.load_best_model(config, workdir).autoencoder
+        _check_config(config, workdir)
+        if data is None:
+            data = data_lib.load_fashion_mnist(config.data_dir or None)
+        test_data = pipeline.eval_dataset(
+            tf.constant(data.x_test),
+            batch_size=config.batch_size,  # the noise is drawn per batch: keep the run's batches
+            seed=seed,
+            noise_factor=noise_factor,
+            input_shape=models.input_shape(config),
+        )
+        # One device is enough to score; the sums are the same as training's up to the order
+        # in which its replicas' partial sums were added.
+        strategy = tf.distribute.get_strategy()
+        result = {"test": _quality(steps.make_eval_sums(strategy, model)(test_data))}
+        if noise_factor > 0:
+            result["noisy_input"] = _quality(steps.make_eval_sums(strategy, None)(test_data))
+    result.update(
+        noise_factor=noise_factor,
+        seed=seed,
+        checkpoint=os.path.relpath(best, workdir),
+    )
+    return result
+
+
+def _quality(sums) -> dict[str, float]:
+    means = steps.sums_to_means(sums)
+    return {name: means[name] for name in QUALITY}
+
+
+def evaluation_path(workdir, noise_factor: float, seed: int) -> pathlib.Path:
+    """Where `--mode=eval` writes an evaluation: `WORKDIR/eval/noise<X>_seed<N>.json`."""
+    return pathlib.Path(workdir) / "eval" / f"noise{noise_factor:g}_seed{seed}.json"
