@@ -1,0 +1,65 @@
+"""The studies' figures: PSNR and SSIM side by side, one line per method.
+
+Drawn on a bare matplotlib `Figure` with an Agg canvas, as `autoenc.plots` does (no pyplot, no
+global backend), and saved with its atomic `save_png`.
+"""
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+FIGURE_INCHES = (10.0, 4.0)
+
+
+def _two_panels(title: str):
+    figure = Figure(figsize=FIGURE_INCHES)
+    FigureCanvasAgg(figure)
+    psnr_axes, ssim_axes = figure.subplots(1, 2)
+    figure.suptitle(title)
+    for axes, label in ((psnr_axes, "test PSNR (dB)"), (ssim_axes, "test SSIM")):
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+    return figure, psnr_axes, ssim_axes
+
+
+def compression_figure(rows: list[dict]) -> Figure:
+    """PSNR and SSIM against the compression ratio 784/dim (log axis), autoencoder vs PCA.
+
+    Args:
+        rows: `compression_study.run`'s rows.
+    """
+    figure, psnr_axes, ssim_axes = _two_panels(
+        "Compression: dense autoencoder vs PCA on the 10,000 test images"
+    )
+    ratios = [row["ratio"] for row in rows]
+    for key, label, style in (("autoencoder", "dense AE", "o-"), ("pca", "PCA (linear)", "s--")):
+        for axes, metric in ((psnr_axes, "psnr"), (ssim_axes, "ssim")):
+            axes.plot(ratios, [row[key][metric] for row in rows], style, label=label)
+    for axes in (psnr_axes, ssim_axes):
+        axes.set_xscale("log")
+        axes.set_xticks(ratios, [f"{r:.3g}\n({row['dim']})" for r, row in zip(ratios, rows)])
+        axes.minorticks_off()
+        axes.set_xlabel("compression 784/dim (code dim)")
+        axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def denoising_figure(levels: list[float], curves: dict[str, list[dict]]) -> Figure:
+    """PSNR and SSIM against the noise factor, one line per method.
+
+    Args:
+        levels: the noise factors.
+        curves: {method label: one {psnr, ssim, ...} point per level}.
+    """
+    figure, psnr_axes, ssim_axes = _two_panels(
+        "Denoising: clip(x + f·N(0,1), 0, 1), scored against the clean test images"
+    )
+    for label, points in curves.items():
+        style = "k:" if label == "noisy input" else ("o-" if "autoencoder" in label else ".-")
+        for axes, metric in ((psnr_axes, "psnr"), (ssim_axes, "ssim")):
+            axes.plot(levels, [point[metric] for point in points], style, label=label)
+    for axes in (psnr_axes, ssim_axes):
+        axes.set_xlabel("noise factor f")
+    psnr_axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
