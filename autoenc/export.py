@@ -1,0 +1,109 @@
+"""A run's best checkpoint as one SavedModel that plain TensorFlow can serve (`--mode=export`).
+
+The SavedModel (default `WORKDIR/export/`) holds the weights and four serving signatures,
+`serving_default` and `reconstruct` (the same function), `encode` and `decode`, described in
+`autoenc.serving`; `tf.saved_model.load(DIR)` in any TensorFlow 2.21 program loads it, with no
+autoenc code. Next to `saved_model.pb` an `export.json` records the model, the checkpoint it
+came from and each signature's input and output shapes.
+
+It is never half-written: the SavedModel is written into a fresh directory beside the target
+and renamed onto it once complete. A previous export at the target is replaced (renamed aside
+first, removed last); a target that exists but is not an export is refused, so the command can
+never delete a directory it did not make.
+"""
+
+import os
+import pathlib
+import shutil
+
+import tensorflow as tf
+
+from autoenc import checkpoints, serving
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError, UserError
+
+INFO_FILE = "export.json"
+
+
+def _check_target(target: pathlib.Path) -> None:
+    """Refuses an export directory that would replace something other than an export."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UsageError(f"--export_dir={target} is a file; pass a directory")
+    if any(target.iterdir()) and not (target / "saved_model.pb").exists():
+        raise UsageError(
+            f"--export_dir={target} exists and holds something other than an export;"
+            " pass a new or empty directory"
+        )
+
+
+def _describe(signature) -> dict:
+    """{'inputs': {name: 'float32 [N, 28, 28]'}, 'outputs': {...}} of a concrete function."""
+
+    def shape_text(spec):
+        dims = [
+            "N" if i == 0 else ("any" if d is None else str(d)) for i, d in enumerate(spec.shape)
+        ]
+        return f"{spec.dtype.name} [{', '.join(dims)}]"
+
+    positional, named = signature.structured_input_signature
+    inputs = {spec.name: spec for spec in positional} | named
+    return {
+        "inputs": {name: shape_text(spec) for name, spec in inputs.items()},
+        "outputs": {name: shape_text(spec) for name, spec in signature.structured_outputs.items()},
+    }
+
+
+def _write_saved_model(functions: serving.ServingFunctions, directory: pathlib.Path, info):
+    signatures = {
+        name: function.get_concrete_function() for name, function in functions.signatures().items()
+    }
+    tf.saved_model.save(functions, str(directory), signatures=signatures)
+    info["signatures"] = {name: _describe(function) for name, function in signatures.items()}
+    workdir_lib.write_json(directory / INFO_FILE, info)
+
+
+def export_workdir(config, workdir, export_dir=None) -> pathlib.Path:
+    """Exports a run's best weights as a SavedModel with serving signatures.
+
+    Args:
+        config: the config the run was trained with (only the model fields must match).
+        workdir: a finished or interrupted run's work directory.
+        export_dir: where the SavedModel goes; default `WORKDIR/export`. A previous export
+            there is replaced; anything else there is refused.
+
+    Returns:
+        The export directory.
+
+    Raises:
+        UserError: no best checkpoint, a run still using the workdir, or an unwritable target.
+        UsageError: a config with another model, or a target that is not an export.
+    """
+    workdir = pathlib.Path(workdir)
+    target = pathlib.Path(export_dir) if export_dir else workdir / "export"
+    best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
+    _check_target(target)
+    with workdir_lib.WorkdirLock(workdir):
+        nets = checkpoints.load_best_model(config, workdir)
+        functions = serving.ServingFunctions(nets, config.model)
+        info = dict(model=config.model, checkpoint=os.path.abspath(best))
+        if config.model == "dense":
+            info["encoding_dim"] = config.encoding_dim
+        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)  # a leftover of a crashed attempt
+            _write_saved_model(functions, staging, info)
+            if target.exists():
+                os.rename(target, aside)
+            os.rename(staging, target)
+        except (OSError, tf.errors.OpError) as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            if aside.exists() and not target.exists():
+                os.rename(aside, target)  # put the previous export back
+            reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
+            raise UserError(f"cannot write the export to {target}: {reason}") from None
+        shutil.rmtree(aside, ignore_errors=True)
+    return target

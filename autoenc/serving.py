@@ -1,0 +1,97 @@
+"""A trained model as three image-level functions: reconstruct, encode and decode.
+
+Both the SavedModel export (`autoenc.export`) and applying a model to image files
+(`autoenc.apply`) call these, so an exported model gives exactly what `--mode=apply` gives.
+Images are float32 in [0, 1] of shape (N, H, W), one grey channel without a channel axis, for
+both models; the dense model's flat 784 vectors stay inside.
+
+- `reconstruct(image)`: the autoencoder's output, (N, H, W). The dense model takes exactly
+  28x28. The conv denoiser is fully convolutional and takes any H and W: it pads the image to
+  a multiple of 4 (its two 2x2 poolings) by repeating the last row and column (edge padding),
+  runs, and crops back. Edge padding continues the border (a dark background stays dark) and
+  works for any size, even 1 pixel; reflecting would mirror garment detail into the margin.
+- `encode(image)`: 28x28 images to codes, (N, encoding_dim) dense or (N, 7, 7, 32) conv.
+- `decode(code)`: codes to 28x28 images.
+"""
+
+import keras
+import tensorflow as tf
+
+from autoenc import models
+
+POOLING = 4  # the conv encoder halves H and W twice
+
+
+def pad_edges(images: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Pads (N, H, W) images at the bottom and right to multiples of `multiple` by repeating
+    the last row and column."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    rows = tf.repeat(images[:, -1:, :], (-height) % multiple, axis=1)
+    images = tf.concat([images, rows], axis=1)
+    columns = tf.repeat(images[:, :, -1:], (-width) % multiple, axis=2)
+    return tf.concat([images, columns], axis=2)
+
+
+def any_size_denoiser(autoencoder: keras.Model) -> keras.Model:
+    """The conv denoiser's layers (shared, so the same weights) on inputs of any H and W.
+
+    The trained model's input is declared 28x28x1 and Keras refuses other sizes; the layers
+    themselves are all convolutions, poolings and upsamplings, which take any size.
+    """
+    x = image = keras.Input(shape=(None, None, 1), name="image")
+    for layer in autoencoder.layers[1:]:  # [0] is the InputLayer; the model is one chain
+        x = layer(x)
+    return keras.Model(image, x, name="any_size_denoiser")
+
+
+class ServingFunctions(tf.Module):
+    """`reconstruct`, `encode` and `decode` as `tf.function`s with fixed signatures.
+
+    A `tf.Module`, so `tf.saved_model.save` saves the models' weights with the functions.
+    """
+
+    def __init__(self, nets: models.Autoencoder, model_kind: str):
+        super().__init__()
+        self.dense = model_kind == "dense"
+        self.autoencoder, self.encoder, self.decoder = nets
+        if not self.dense:
+            self.any_size = any_size_denoiser(nets.autoencoder)
+        image_size = 28 if self.dense else None  # the denoiser takes any size
+        code_shape = self.encoder.output.shape[1:]
+        self.reconstruct = tf.function(
+            self._reconstruct,
+            input_signature=[tf.TensorSpec([None, image_size, image_size], tf.float32, "image")],
+        )
+        self.encode = tf.function(
+            self._encode, input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, "image")]
+        )
+        self.decode = tf.function(
+            self._decode,
+            input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, "code")],
+        )
+
+    def _reconstruct(self, image):
+        if self.dense:
+            flat = tf.reshape(image, [-1, models.FLAT_SIZE])
+            return {"image": tf.reshape(self.autoencoder(flat, training=False), [-1, 28, 28])}
+        height, width = tf.shape(image)[1], tf.shape(image)[2]
+        padded = pad_edges(image, POOLING)[..., tf.newaxis]
+        output = self.any_size(padded, training=False)[..., 0]
+        return {"image": output[:, :height, :width]}
+
+    def _encode(self, image):
+        shape = (models.FLAT_SIZE,) if self.dense else models.IMAGE_SHAPE
+        image = tf.reshape(image, [-1, *shape])
+        return {"code": self.encoder(image, training=False)}
+
+    def _decode(self, code):
+        return {"image": tf.reshape(self.decoder(code, training=False), [-1, 28, 28])}
+
+    def signatures(self) -> dict:
+        """The serving signatures of an export, by name (`serving_default` = `reconstruct`)."""
+        return {
+            "serving_default": self.reconstruct,
+            "reconstruct": self.reconstruct,
+            "encode": self.encode,
+            "decode": self.decode,
+        }
