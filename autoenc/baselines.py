@@ -3,8 +3,9 @@
 For compression, PCA: the best a *linear* autoencoder with a k-wide code can do in squared
 error (Eckart-Young), so a nonlinear autoencoder is worth its training only where it beats PCA
 at the same width. For denoising, the classical filters of scikit-image (Gaussian, median,
-total variation, wavelet shrinkage, non-local means), each with its one main parameter picked
-by a small grid search on PSNR over held-out images (`tune`), never the test images.
+total variation, wavelet shrinkage (VisuShrink), non-local means), each with its one main
+parameter picked by a small grid search on PSNR over held-out images (`tune`), never the test
+images.
 
 Everything here works on numpy float images in [0, 1] of shape (N, 28, 28); outputs are
 clipped to [0, 1] so they are scored exactly like a sigmoid decoder's output.
@@ -101,17 +102,19 @@ def total_variation(images: np.ndarray, weight: float) -> np.ndarray:
     return np.stack([restoration.denoise_tv_chambolle(image, weight=weight) for image in images])
 
 
-def wavelet_bayes_shrink(images: np.ndarray, sigma: float) -> np.ndarray:
-    """BayesShrink soft thresholding of each image's Daubechies-1 wavelet coefficients.
+def wavelet_visu_shrink(images: np.ndarray, sigma: float) -> np.ndarray:
+    """VisuShrink soft thresholding of each image's Symlet-4 wavelet coefficients.
 
-    `sigma` is the noise standard deviation the thresholds assume. scikit-image would estimate
-    it from the finest coefficients, but the book's clipped noise is neither Gaussian nor
-    zero-mean, so the estimate is poor; tuning it lets the threshold find what works.
+    The threshold is the universal one, `sigma`·sqrt(2 log n), with `sigma` the noise standard
+    deviation it assumes. scikit-image would estimate it from the finest coefficients, but the
+    book's clipped noise is neither Gaussian nor zero-mean, so tuning it finds what works. On
+    held-out Fashion-MNIST images VisuShrink scored 0.1-0.8 dB above BayesShrink (noise 0.5
+    and 0.2) and Symlet-4 slightly above Daubechies-1, 2 and Coiflet-1.
     """
     return np.stack(
         [
             restoration.denoise_wavelet(
-                image, sigma=sigma, wavelet="db1", mode="soft", method="BayesShrink"
+                image, sigma=sigma, wavelet="sym4", mode="soft", method="VisuShrink"
             )
             for image in images
         ]
@@ -153,7 +156,7 @@ DENOISERS = {
     ),
     "median": Denoiser("median filter", median_filter, "size", (3, 5, 7, 9)),
     "tv": Denoiser("total variation (Chambolle)", total_variation, "weight", SMOOTHING_GRID),
-    "wavelet": Denoiser("wavelet (BayesShrink)", wavelet_bayes_shrink, "sigma", SMOOTHING_GRID),
+    "wavelet": Denoiser("wavelet (VisuShrink)", wavelet_visu_shrink, "sigma", SMOOTHING_GRID),
     "nlm": Denoiser("non-local means", non_local_means, "h", SMOOTHING_GRID),
 }
 

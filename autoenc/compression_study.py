@@ -11,6 +11,8 @@ import pathlib
 import time
 from collections.abc import Callable, Sequence
 
+import tensorflow as tf
+
 from autoenc import baselines, study_points
 from autoenc import config as config_lib
 from autoenc import data as data_lib
@@ -35,6 +37,7 @@ def run(
     base: str = "dense_compress",
     overrides: dict | None = None,
     log: Callable[[str], None] = print,
+    make_strategy: Callable[[], tf.distribute.Strategy] | None = None,
 ) -> list[dict]:
     """Measures (or reads from the cache) the autoencoder and PCA at every width.
 
@@ -45,6 +48,8 @@ def run(
         base: the config the autoencoders start from.
         overrides: `{field: text}` config overrides for every autoencoder (tests: 1 epoch).
         log: where progress lines go.
+        make_strategy: makes each training run's distribution strategy; None = the default of
+            `train_and_evaluate` (tests give every run its own, so their collectives never mix).
 
     Returns:
         One row per width: dim, ratio, and `autoencoder` and `pca` points (bce, mse, psnr,
@@ -75,7 +80,12 @@ def run(
         log(f"--- dim {dim} (compression {IMAGE_PIXELS / dim:.1f}x) ---")
 
         def train_autoencoder(config=config, dim=dim):
-            metrics = train_lib.train_and_evaluate(config, root / f"dim{dim}", data=dataset())
+            metrics = train_lib.train_and_evaluate(
+                config,
+                root / f"dim{dim}",
+                data=dataset(),
+                strategy=make_strategy and make_strategy(),
+            )
             return dict(
                 metrics["test"],
                 epochs=metrics["epochs_completed"],

@@ -69,6 +69,7 @@ def run(
     base: str = "conv_denoise",
     overrides: dict | None = None,
     log: Callable[[str], None] = print,
+    make_strategy: Callable[[], tf.distribute.Strategy] | None = None,
 ) -> dict:
     """Trains (or resumes, or reuses) the denoiser, then scores every method at every level.
 
@@ -83,6 +84,8 @@ def run(
         base: the denoiser's config.
         overrides: `{field: text}` config overrides for the denoiser (tests).
         log: where progress lines go.
+        make_strategy: makes each training run's distribution strategy; None = the default of
+            `train_and_evaluate` (tests give every run its own, so their collectives never mix).
 
     Returns:
         {"training": the denoiser's training point, "test_images": N scored,
@@ -100,7 +103,9 @@ def run(
     )
 
     def train_denoiser():
-        metrics = train_lib.train_and_evaluate(config, workdir, data=data)
+        metrics = train_lib.train_and_evaluate(
+            config, workdir, data=data, strategy=make_strategy and make_strategy()
+        )
         return dict(metrics["test"], epochs=metrics["epochs_completed"], best=metrics["best_epoch"])
 
     log(f"--- training {base} for {epochs} epochs at noise {config.noise_factor} ---")
