@@ -1,10 +1,10 @@
 """Command line: `python launch.py --config=NAME [--config.FIELD=VALUE ...] [--workdir=DIR]`.
 
-Flags in, `autoenc.train.train_and_evaluate(config, workdir)` out; with `--mode=figures`,
-`autoenc.plots.figures_from_workdir(config, workdir)` instead redraws the book's figures from
-the best checkpoint without training. `--config.FIELD=VALUE` overrides are taken out of argv
-before absl sees them and are applied (type-checked) by `autoenc.config`. Any `UserError` ends
-the run with one line on stderr and its exit code.
+Flags in, `autoenc.modes.run` out: `--mode=train` (the default) trains, `figures`, `eval`,
+`export` and `apply` use a trained run's best checkpoint (see `autoenc.modes`).
+`--config.FIELD=VALUE` overrides are taken out of argv before absl sees them and are applied
+(type-checked) by `autoenc.config`. Any `UserError` ends the run with one line on stderr and
+its exit code.
 """
 
 import contextlib
@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config name in configs/ (e.g. conv_denoise) or a .py path.")
@@ -27,8 +27,17 @@ flags.DEFINE_enum(
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (N replicas).")
 flags.DEFINE_bool("debug", False, "Show full tracebacks for user errors.")
 flags.DEFINE_enum(
-    "mode", "train", ["train", "figures"], "train, or figures: redraw WORKDIR/figures/ only."
+    "mode",
+    "train",
+    ["train", "figures", "eval", "export", "apply"],
+    "train; or, from WORKDIR's best checkpoint: figures (redraw WORKDIR/figures/), eval (test"
+    " metrics to WORKDIR/eval/), export (a SavedModel), apply (to your image files).",
 )
+flags.DEFINE_float("noise_factor", None, "eval: noise level of the test inputs; default the run's.")
+flags.DEFINE_integer("eval_seed", None, "eval: seed of that noise; default the run's seed.")
+flags.DEFINE_string("export_dir", None, "export: SavedModel directory; default WORKDIR/export.")
+flags.DEFINE_list("inputs", None, "apply: .png/.jpg/.jpeg/.npy files and directories of them.")
+flags.DEFINE_string("output_dir", None, "apply: where the results go (created if missing).")
 
 OVERRIDE_PREFIX = "--config."
 
@@ -83,17 +92,12 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         workdir = FLAGS.workdir or os.path.join("runs", name)
 
         with quiet_native_stderr():  # TensorFlow's C++ start-up notes, e.g. "no CUDA drivers"
-            from autoenc import distribute, plots, train
+            from autoenc import distribute, modes
 
         if FLAGS.cpu_devices:
             distribute.configure_cpu_devices(FLAGS.cpu_devices)
-        if FLAGS.mode == "figures":
-            paths = plots.figures_from_workdir(config, workdir)
-            logging.info("figures: %s", ", ".join(str(path) for path in paths))
-        else:
-            metrics = train.train_and_evaluate(config, workdir, strategy_name=FLAGS.strategy)
-            metrics_path = os.path.join(workdir, "metrics.json")
-            logging.info("metrics in %s: test %s", metrics_path, metrics["test"])
+        options = {flag: FLAGS[flag].value for names in modes.MODE_FLAGS.values() for flag in names}
+        modes.run(FLAGS.mode, config, workdir, strategy_name=FLAGS.strategy, options=options)
     except UserError as e:
         if FLAGS.debug:
             raise
