@@ -199,8 +199,8 @@ def markdown_tables(result: dict, methods: Sequence[str] = METHODS) -> str:
     for metric, unit, digits in (("psnr", " (dB)", 2), ("ssim", "", 3)):
         text.append(f"Test {metric.upper()}{unit}; **bold** = best classical method at that level.")
         text.append("")
-        text.append("| noise factor | " + " | ".join(titles) + " |")
-        text.append("|---" * (len(titles) + 1) + "|")
+        text.append("| noise factor | " + " | ".join(titles) + " | AE minus best classical |")
+        text.append("|---" * (len(titles) + 2) + "|")
         for row in rows:
             best = max(methods, key=lambda name, row=row, metric=metric: row[name][metric])
             cells = [
@@ -209,6 +209,7 @@ def markdown_tables(result: dict, methods: Sequence[str] = METHODS) -> str:
                 else f"{row[label][metric]:.{digits}f}"
                 for label in labels
             ]
+            cells.append(f"{row['autoencoder'][metric] - row[best][metric]:+.{digits}f}")
             text.append(f"| {row['level']:g} | " + " | ".join(cells) + " |")
         text.append("")
     text.append("Tuned parameter per level (grid search on PSNR over held-out training images):")

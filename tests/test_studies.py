@@ -159,6 +159,8 @@ def test_tables_and_figures_from_a_study(denoising_run, compression_root, tmp_pa
     best = max(baselines.DENOISERS, key=lambda name: result["rows"][0][name]["psnr"])
     assert f"**{result['rows'][0][best]['psnr']:.2f}**" in psnr_rows[0]
     assert psnr_rows[0].count("**") == 2  # only the best classical method is bold
+    margin = result["rows"][0]["autoencoder"]["psnr"] - result["rows"][0][best]["psnr"]
+    assert psnr_rows[0].endswith(f"| {margin:+.2f} |")
     levels = [row["level"] for row in result["rows"]]
     curves = {"noisy input": [row["noisy input"] for row in result["rows"]]}
     save_png(study_plots.denoising_figure(levels, curves), tmp_path / "denoising.png")
