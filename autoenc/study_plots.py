@@ -28,7 +28,7 @@ def compression_figure(rows: list[dict]) -> Figure:
         rows: `compression_study.run`'s rows.
     """
     figure, psnr_axes, ssim_axes = _two_panels(
-        "Compression: dense autoencoder vs PCA on the 10,000 test images"
+        "Compression: dense autoencoder vs PCA, scored on the clean test images"
     )
     ratios = [row["ratio"] for row in rows]
     for key, label, style in (("autoencoder", "dense AE", "o-"), ("pca", "PCA (linear)", "s--")):
