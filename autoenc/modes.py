@@ -30,7 +30,7 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         config: the resolved config.
         workdir: the run's work directory.
         strategy_name: the --strategy flag (training only).
-        options: the mode flags of `MODE_FLAGS` by name, None where not given.
+        options: the mode flags of `MODE_FLAGS` by name (None or absent: not given).
 
     Raises:
         UserError: anything the user can fix, including a flag given with the wrong mode.
@@ -46,13 +46,13 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         paths = plots.figures_from_workdir(config, workdir)
         logging.info("figures: %s", ", ".join(str(path) for path in paths))
     elif mode == "eval":
-        run_eval(config, workdir, options["noise_factor"], options["eval_seed"])
+        run_eval(config, workdir, options.get("noise_factor"), options.get("eval_seed"))
     elif mode == "export":
-        path = export.export_workdir(config, workdir, options["export_dir"])
+        path = export.export_workdir(config, workdir, options.get("export_dir"))
         signatures = "serving_default, reconstruct, encode, decode"
         logging.info("SavedModel in %s (signatures: %s)", path, signatures)
     else:
-        run_apply(config, workdir, options["inputs"], options["output_dir"])
+        run_apply(config, workdir, options.get("inputs"), options.get("output_dir"))
 
 
 def run_eval(config, workdir, noise_factor, seed) -> None:

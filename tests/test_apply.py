@@ -1,0 +1,98 @@
+"""`apply_to_files` and `image_files`: a trained model on the user's PNG, JPEG and .npy files."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from trained_runs import trained_run
+
+from autoenc import apply as apply_lib
+from autoenc import checkpoints, image_files, serving
+from autoenc.errors import UserError
+
+
+def apply_all(kind, tiny_data, tmp_path_factory, inputs, output_dir):
+    config, workdir, _ = trained_run(kind, tiny_data, tmp_path_factory)
+    outcomes = apply_lib.apply_to_files(config, workdir, [str(p) for p in inputs], output_dir)
+    return {outcome.source.name: outcome for outcome in outcomes}
+
+
+def test_colour_is_grey_by_luminance_and_16_bit_png_is_read(tmp_path):
+    Image.new("RGB", (3, 2), (255, 0, 0)).save(tmp_path / "red.png")
+    red = image_files.read_images(tmp_path / "red.png")
+    assert red.pixels.shape == (1, 2, 3) and red.pixels.dtype == np.float32
+    np.testing.assert_allclose(red.pixels, 76 / 255)  # round(0.299 * 255)
+    Image.fromarray(np.full((2, 2), 65535, np.uint16)).save(tmp_path / "deep.png")
+    np.testing.assert_allclose(image_files.read_images(tmp_path / "deep.png").pixels, 1.0)
+
+
+def test_conv_denoises_any_size_with_edge_padding(tiny_data, tmp_path_factory, tmp_path):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, size=(29, 35, 3), dtype=np.uint8)  # pads to 32x36
+    Image.fromarray(colour).save(tmp_path / "photo.png")
+    uint8_image = tiny_data.x_test[0]
+    np.save(tmp_path / "one.npy", uint8_image)
+    stack = rng.uniform(size=(3, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "stack.npy", stack)
+    out = tmp_path / "out"
+    outcomes = apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], out)
+    assert all(outcome.problem is None for outcome in outcomes.values())
+    assert sorted(p.name for p in out.iterdir()) == ["one.npy", "photo.png", "stack.npy"]
+
+    config, workdir, _ = trained_run("conv", tiny_data, tmp_path_factory)
+    denoiser = serving.any_size_denoiser(checkpoints.load_best_model(config, workdir).autoencoder)
+    grey = np.asarray(Image.fromarray(colour).convert("L"), np.float32) / 255
+    padded = np.pad(grey, ((0, 3), (0, 1)), mode="edge")[None, :, :, None]
+    expected = np.asarray(denoiser(padded))[0, :29, :35, 0]
+    written = np.asarray(Image.open(out / "photo.png"), np.float32) / 255
+    assert written.shape == (29, 35)
+    assert np.abs(written - expected).max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
+
+    one = np.load(out / "one.npy")
+    assert one.shape == (28, 28) and one.dtype == np.float32
+    expected_one = np.asarray(denoiser((uint8_image / 255).astype(np.float32)[None, ..., None]))
+    np.testing.assert_allclose(one, expected_one[0, ..., 0], atol=1e-6)
+    assert np.load(out / "stack.npy").shape == (3, 28, 28)
+
+
+def test_bad_files_are_reported_and_the_rest_still_run(tiny_data, tmp_path_factory, tmp_path):
+    Image.fromarray(tiny_data.x_test[1]).save(tmp_path / "good.png")
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(tmp_path / "big.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (tmp_path / "notes.txt").write_text("hello")
+    np.save(tmp_path / "bright.npy", np.full((28, 28), 255.0))
+    np.save(tmp_path / "labels.npy", np.zeros((28, 28), np.int64))
+    np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    out = tmp_path / "out"
+    names = ["broken.png", "notes.txt", "big.png", "bright.npy", "labels.npy", "pickled.npy"]
+    Image.fromarray(tiny_data.x_test[1]).save(tmp_path / "good.jpg")  # same result name
+    inputs = [tmp_path / name for name in names]
+    inputs += [tmp_path / "missing.jpg", tmp_path / "good.png", tmp_path / "good.jpg"]
+    outcomes = apply_all("dense", tiny_data, tmp_path_factory, inputs, out)
+
+    problems = {name: outcome.problem for name, outcome in outcomes.items()}
+    assert "not a PNG or JPEG" in problems["broken.png"] or "decode" in problems["broken.png"]
+    assert "unsupported file type '.txt'" in problems["notes.txt"]
+    assert "30x30 pixels; the dense model takes exactly 28x28" in problems["big.png"]
+    assert "must be in [0, 1], found 255 to 255" in problems["bright.npy"]
+    assert "dtype int64" in problems["labels.npy"]
+    assert "not a readable .npy" in problems["pickled.npy"]
+    assert problems["missing.jpg"] == "no such file"
+    assert problems["good.png"] is None
+    assert "its result good.png would replace that of" in problems["good.jpg"]
+    assert [p.name for p in out.iterdir()] == ["good.png"]
+
+
+def test_never_overwrites_an_input(tiny_data, tmp_path_factory, tmp_path):
+    Image.fromarray(tiny_data.x_test[2]).save(tmp_path / "shirt.png")
+    before = (tmp_path / "shirt.png").read_bytes()
+    outcomes = apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], tmp_path)
+    assert "would replace the input" in outcomes["shirt.png"].problem
+    assert (tmp_path / "shirt.png").read_bytes() == before
+
+
+def test_unusable_output_dir_fails_before_any_file(tiny_data, tmp_path_factory, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], tmp_path / "a-file")
+    with pytest.raises(UserError, match="is not writable"):
+        apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], "/proc/autoenc-out")

@@ -1,0 +1,143 @@
+"""launch.py --mode=eval/export/apply as a user runs them, against a finished tiny run.
+
+Every command, successful or not, must leave the run's own files byte-for-byte as they were.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from trained_runs import trained_run
+
+from autoenc import config as config_lib
+from autoenc import data as data_lib
+from autoenc import modes
+from autoenc.errors import UsageError, UserError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HAVE_REAL_DATA = all((data_lib.DEBIAN_DIR / name).exists() for name in data_lib.FILES)
+CONV = ["--config=conv_denoise", "--config.batch_size=64"]  # the tiny run's batch
+
+
+def launch(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def snapshot(workdir, skip=()):
+    return {
+        path.relative_to(workdir): path.read_bytes()
+        for path in workdir.rglob("*")
+        if path.is_file()
+        and path.name != ".lock"
+        and path.relative_to(workdir).parts[0] not in skip
+    }
+
+
+def error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("launch.py: error: ")]
+
+
+@pytest.fixture(scope="module")
+def conv_run(tiny_data, tmp_path_factory):
+    return trained_run("conv", tiny_data, tmp_path_factory)[1]
+
+
+@pytest.fixture
+def precious(tmp_path):
+    """A directory of the user's that no command may change."""
+    path = tmp_path / "precious"
+    path.mkdir()
+    (path / "photo.png").write_bytes(b"years of work")
+    return path
+
+
+@pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs apt-get install dataset-fashion-mnist")
+def test_eval_writes_its_own_file(conv_run):
+    before = snapshot(conv_run, skip=("eval",))
+    result = launch(*CONV, f"--workdir={conv_run}", "--mode=eval", "--noise_factor=0.3",
+                    "--eval_seed=2")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = json.loads((conv_run / "eval" / "noise0.3_seed2.json").read_text())
+    assert written["noise_factor"] == 0.3 and written["seed"] == 2
+    assert set(written["test"]) == set(written["noisy_input"]) == {"bce", "mse", "psnr", "ssim"}
+    assert "noise 0.3, seed 2" in result.stderr and "noise0.3_seed2.json" in result.stderr
+    assert snapshot(conv_run, skip=("eval",)) == before  # metrics.json untouched
+
+
+def test_apply_reports_each_bad_file_and_exits_non_zero(conv_run, tmp_path):
+    Image.fromarray(np.full((9, 13, 3), 200, np.uint8)).save(tmp_path / "small.jpg")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    before = snapshot(conv_run)
+    out = tmp_path / "out"
+    result = launch(*CONV, f"--workdir={conv_run}", "--mode=apply", f"--inputs={tmp_path}",
+                    f"--output_dir={out}")  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    skipped = [line for line in result.stderr.splitlines() if "launch.py: skipped" in line]
+    assert skipped == [f"launch.py: skipped {tmp_path}/broken.png: not a PNG or JPEG image"]
+    assert error_lines(result.stderr) == [
+        f"launch.py: error: 1 of 2 input files failed (listed above); 1 results written to {out}"
+    ]
+    assert Image.open(out / "small.png").size == (13, 9)
+    assert snapshot(conv_run) == before
+
+
+def test_a_failure_is_one_line_and_touches_nothing(conv_run, precious):
+    before = snapshot(conv_run)
+    result = launch(*CONV, f"--workdir={conv_run}", "--mode=export", f"--export_dir={precious}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert error_lines(result.stderr) == [
+        f"launch.py: error: --export_dir={precious} exists and holds something other than an"
+        " export; pass a new or empty directory"
+    ]
+    assert "Traceback" not in result.stderr
+    assert snapshot(conv_run) == before
+    assert [p.name for p in precious.iterdir()] == ["photo.png"]
+
+
+# The same refusals in-process (launch.py prints any of them as one line, as above).
+@pytest.mark.parametrize(
+    "mode, config_name, options, error, message",
+    [
+        ("eval", "dense_compress", {}, UsageError, "differs in: encoding_dim, model"),
+        ("export", "conv_denoise", {"export_dir": "{precious}/photo.png"}, UsageError, "a file"),
+        (
+            "apply",
+            "conv_denoise",
+            {"inputs": ["{precious}"], "output_dir": "/proc/x"},
+            UserError,
+            "not writable",
+        ),
+    ],  # fmt: skip
+    ids=["eval with another model", "export onto a file", "apply to an unwritable dir"],
+)
+def test_refusals_touch_nothing(mode, config_name, options, error, message, conv_run, precious):
+    config = config_lib.load_config(config_name)
+    config.batch_size = 64
+    options = {
+        flag: [p.format(precious=precious) for p in value] if isinstance(value, list)
+        else value.format(precious=precious)
+        for flag, value in options.items()
+    }  # fmt: skip
+    before = snapshot(conv_run)
+    with pytest.raises(error, match=message):
+        modes.run(mode, config, conv_run, strategy_name="mirrored", options=options)
+    assert snapshot(conv_run) == before
+    assert [p.name for p in precious.iterdir()] == ["photo.png"]
+
+
+def test_a_flag_of_another_mode_is_refused():
+    with pytest.raises(UsageError, match="--inputs is for --mode=apply, not --mode=eval"):
+        modes.run("eval", None, "unused", strategy_name="mirrored", options={"inputs": ["x"]})
+    with pytest.raises(UsageError, match="needs --inputs=PATH"):
+        modes.run("apply", None, "unused", strategy_name="mirrored", options={"inputs": None,
+                  "output_dir": None})  # fmt: skip
