@@ -50,15 +50,12 @@ def test_other_noise_levels_and_seeds(tiny_data, tmp_path_factory):
 
     clean = evaluate_at(0.0)
     assert "noisy_input" not in clean and clean["noise_factor"] == 0.0
-    light, heavy = evaluate_at(0.1), evaluate_at(0.9)
-    assert (
-        light["noisy_input"]["psnr"] > metrics["noisy_input"]["psnr"] > heavy["noisy_input"]["psnr"]
-    )
+    heavy = evaluate_at(0.9)
+    assert metrics["noisy_input"]["psnr"] > heavy["noisy_input"]["psnr"] + 1
     assert clean["test"] != heavy["test"]  # the model sees the chosen noise
 
-    other_seed, same_again = evaluate_at(None, seed=7), evaluate_at(None, seed=7)
+    other_seed = evaluate_at(None, seed=7)
     assert other_seed["seed"] == 7 and other_seed["noise_factor"] == config.noise_factor
-    assert other_seed == same_again  # deterministic
     # Other noise of the same level: different numbers, but close (256 images).
     assert other_seed["noisy_input"]["mse"] != metrics["noisy_input"]["mse"]
     np.testing.assert_allclose(
