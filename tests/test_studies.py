@@ -167,3 +167,29 @@ def test_tables_and_figures_from_a_study(denoising_run, compression_root, tmp_pa
     save_png(study_plots.compression_figure(compression_root[1]), tmp_path / "compression.png")
     for name in ("denoising.png", "compression.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_test_subset_scores_every_method_on_the_same_first_images(denoising_run, tiny_data):
+    root, _ = denoising_run
+    subset = denoising_study.run(
+        root,
+        (0.6,),
+        epochs=1,
+        methods=("median",),
+        test_images=128,
+        tuning_images=16,
+        data=tiny_data,
+        overrides=TINY_DENOISER,
+        log=lambda line: None,
+    )
+    assert subset["test_images"] == 128 and not subset["rows"][0]["autoencoder"]["cached"]
+    # The first 128 test images form the first evaluation batch, so their noise is the same as
+    # in an evaluation of the whole set, and evaluating just them must give the same scores.
+    first_images = tiny_data._replace(x_test=tiny_data.x_test[:128])
+    config = denoising_study.denoiser_config(1, overrides=TINY_DENOISER)
+    evaluated = evaluate.evaluate_workdir(
+        config, root / "conv_denoise", noise_factor=0.6, data=first_images
+    )
+    row = subset["rows"][0]
+    assert row["autoencoder"]["psnr"] == pytest.approx(evaluated["test"]["psnr"], abs=1e-3)
+    assert row["noisy input"]["psnr"] == pytest.approx(evaluated["noisy_input"]["psnr"], abs=1e-4)
