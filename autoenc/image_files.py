@@ -16,6 +16,7 @@ caller reports it and goes on with the next file.
 
 import io
 import pathlib
+import struct
 from typing import NamedTuple
 
 import numpy as np
@@ -74,7 +75,7 @@ def _read_picture(path: pathlib.Path) -> np.ndarray:
             return np.asarray(picture.convert("L"), dtype=np.float32) / 255.0
     except UnidentifiedImageError:
         raise FileProblem("not a PNG or JPEG image") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as e:
         raise FileProblem(f"cannot decode the image: {e}") from None
 
 
