@@ -82,7 +82,8 @@ class ServingFunctions(tf.Module):
     def _encode(self, image):
         shape = (models.FLAT_SIZE,) if self.dense else models.IMAGE_SHAPE
         image = tf.reshape(image, [-1, *shape])
-        return {"code": self.encoder(image, training=False)}
+        # float32 whatever the layers compute in (a mixed-precision code would be float16).
+        return {"code": tf.cast(self.encoder(image, training=False), tf.float32)}
 
     def _decode(self, code):
         return {"image": tf.reshape(self.decoder(code, training=False), [-1, 28, 28])}
