@@ -57,8 +57,14 @@ class RunCheckpoints:
         model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         state: RunState,
+        *,
+        resume_from: pathlib.Path | None = None,
     ):
+        """Saves into `workdir`; resumes from `resume_from`'s latest checkpoint (default
+        `workdir`; a non-chief worker saves to a temporary directory but resumes from the
+        chief's)."""
         self.state = state
+        self._resume_dir = pathlib.Path(resume_from or workdir) / "checkpoints"
         self.best_dir = pathlib.Path(workdir) / "best"
         self._latest_checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer, **state.trackables()
@@ -79,7 +85,7 @@ class RunCheckpoints:
         Raises:
             UserError: the checkpoint cannot be read or does not fit the model.
         """
-        path = self._latest.latest_checkpoint
+        path = tf.train.latest_checkpoint(str(self._resume_dir))
         if not path:
             return False
         try:

@@ -17,6 +17,7 @@ from autoenc.errors import UsageError
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZERS = ("adadelta", "adam")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MODELS = ("dense", "conv")
 # Fields a finished or interrupted run may change on resume without starting over: more epochs,
 # and settings that change how the run is carried out or shown, never what it computes.
@@ -149,6 +150,13 @@ def validate(config: config_dict.ConfigDict, num_train_images: int | None = None
         fail("model", f"must be one of {', '.join(MODELS)}")
     if config.optimizer not in OPTIMIZERS:
         fail("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if config.precision not in PRECISIONS:
+        fail("precision", f"must be one of {', '.join(PRECISIONS)}")
+    if config.xla and config.deterministic and config.model == "conv":
+        fail(
+            "xla",
+            "XLA has no deterministic MaxPool gradient; add --config.deterministic=false",
+        )
     for field in ("epochs", "batch_size", "steps_per_loop"):
         if config_value(config, field) < 1:
             fail(field, "must be at least 1")

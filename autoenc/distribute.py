@@ -1,13 +1,24 @@
-"""Which devices train: MirroredStrategy over all local GPUs, or over logical CPU devices.
+"""Which devices train: one machine's GPUs (or logical CPU devices), or several machines.
+
+`--strategy=mirrored` (the default) is MirroredStrategy over every local GPU, else over the
+logical CPU devices. `--strategy=multi_worker` is TensorFlow's MultiWorkerMirroredStrategy over
+the machines that the standard `TF_CONFIG` variable lists (or, without it, a Slurm job's
+allocation): every worker runs the same program, the chief (task `chief`, or `worker` 0 when
+there is no chief) writes the results, and the others write to a temporary directory.
 
 On a CPU-only machine `configure_cpu_devices(n)` splits the CPU into n logical devices so that
 MirroredStrategy has n replicas; this is how the tests (and a curious user) exercise the
 multi-replica code paths without GPUs. It must run before TensorFlow initialises its devices.
 """
 
+import json
+import os
+
 import tensorflow as tf
 
-from autoenc.errors import UsageError
+from autoenc.errors import UsageError, UserError
+
+STRATEGIES = ("mirrored", "multi_worker")
 
 
 def configure_cpu_devices(count: int) -> None:
@@ -32,11 +43,109 @@ def configure_cpu_devices(count: int) -> None:
             ) from None
 
 
-def make_strategy(name: str = "mirrored") -> tf.distribute.Strategy:
-    """MirroredStrategy over every local GPU, else over every logical CPU device."""
+def cluster_resolver(name: str) -> tf.distribute.cluster_resolver.ClusterResolver | None:
+    """The cluster a multi-worker run spans, from TF_CONFIG or Slurm; None for `mirrored`.
+
+    Raises:
+        UsageError: an unknown strategy name, or multi_worker without a (valid) TF_CONFIG
+            outside a Slurm job.
+    """
+    if name not in STRATEGIES:
+        raise UsageError(f"--strategy={name}: must be one of {', '.join(STRATEGIES)}")
+    if name == "mirrored":
+        return None
+    if "TF_CONFIG" in os.environ:
+        try:
+            tf_config = json.loads(os.environ["TF_CONFIG"])
+            workers = tf_config["cluster"]["worker"]
+            task = tf_config["task"]
+            task["type"], int(task["index"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(
+                'TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", ...]},'
+                f' "task": {{"type": "worker", "index": 0}}}}; got {os.environ["TF_CONFIG"]!r}'
+                f" ({type(e).__name__}: {e})"
+            ) from None
+        if not workers:
+            raise UsageError("TF_CONFIG lists no workers")
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if "SLURM_JOB_ID" in os.environ:
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    raise UsageError(
+        "--strategy=multi_worker needs TF_CONFIG (or a Slurm job) to say which machines take"
+        " part; see README.md, 'Several machines'"
+    )
+
+
+def is_chief(resolver: tf.distribute.cluster_resolver.ClusterResolver | None) -> bool:
+    """Whether this process writes the run's results: always for a single-machine run."""
+    if resolver is None or resolver.task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def make_strategy(
+    resolver: tf.distribute.cluster_resolver.ClusterResolver | None = None,
+) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy over `resolver`'s cluster; without one, MirroredStrategy
+    over every local GPU, else over every logical CPU device.
+
+    A multi-worker strategy must be made before this process runs any other TensorFlow op.
+    """
+    if resolver is not None:
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     gpus = tf.config.list_logical_devices("GPU")
     devices = gpus or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def make_any_worker(strategy: tf.distribute.Strategy):
+    """Builds `any_worker(flag: bool) -> bool`: True if the flag is set on any worker.
+
+    Every worker must call it at the same point of the run (it is an all-reduce). On one
+    machine it is the flag itself. Used so that a SIGTERM reaching one worker stops all of
+    them after the same step, each with its part of the same checkpoint.
+    """
+    if not is_multi_worker(strategy):
+        return bool
+
+    @tf.function
+    def reduce_max(flag):
+        per_replica = strategy.run(lambda: tf.identity(flag))
+        return strategy.reduce("MAX", per_replica, axis=None)
+
+    return lambda flag: bool(reduce_max(tf.constant(int(bool(flag)))) > 0)
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, step: int) -> None:
+    """Refuses to train if the workers restored different checkpoints (multi-worker only).
+
+    Non-chief workers resume from the chief's checkpoints, so the workdir must be a path every
+    worker sees (a shared filesystem). If it is not, they would start from different steps and
+    their all-reduces would pair up wrong or hang; this catches that before the first step.
+    """
+    if not is_multi_worker(strategy):
+        return
+
+    @tf.function
+    def low_and_high(value):
+        per_replica = strategy.run(lambda: tf.identity(value))
+        return strategy.reduce("MIN", per_replica, axis=None), strategy.reduce(
+            "MAX", per_replica, axis=None
+        )
+
+    low, high = (int(v) for v in low_and_high(tf.constant(step, tf.int64)))
+    if low != high:
+        raise UserError(
+            f"the workers resumed from different steps ({low} to {high}): --workdir must be on"
+            " a filesystem every worker can read (non-chief workers resume from the chief's"
+            " checkpoints)"
+        )
 
 
 def per_replica_batch(strategy: tf.distribute.Strategy, global_batch: int) -> int:
@@ -53,6 +162,11 @@ def per_replica_batch(strategy: tf.distribute.Strategy, global_batch: int) -> in
 def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
     """Splits each global batch across replicas; a single replica gets the dataset unchanged.
 
+    Sharding is by data, explicitly: every worker builds the same global batches (the same
+    shuffle and the same noise, from the seed) and keeps its replicas' slices of each, so N
+    workers see exactly the batches one machine would. (The default, sharding by files, does not
+    apply to in-memory data and would fall back to this after a warning.)
+
     Measured here (TF 2.21, 2-core CPU, conv denoiser, batch 128): iterating a distributed
     dataset inside the step loop made each step cost twice the CPU time of iterating the
     plain dataset under the very same one-device MirroredStrategy (about 480 vs 990 images/s),
@@ -61,4 +175,6 @@ def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Datase
     """
     if strategy.num_replicas_in_sync == 1:
         return dataset
-    return strategy.experimental_distribute_dataset(dataset)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))

@@ -17,8 +17,11 @@ from autoenc import metrics
 
 
 def regularization_loss(model: keras.Model) -> tf.Tensor:
-    """The sum of the losses the model's layers added during the last call (0 if none)."""
-    return tf.add_n(model.losses) if model.losses else tf.constant(0.0)
+    """The sum of the losses the model's layers added during the last call (0 if none), in
+    float32 whatever the layers computed in (mixed precision)."""
+    if not model.losses:
+        return tf.constant(0.0)
+    return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses])
 
 
 def make_train_steps(
@@ -26,22 +29,37 @@ def make_train_steps(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     global_batch_size: int,
+    *,
+    jit_compile: bool = False,
 ) -> Callable[[object, tf.Tensor], tf.Tensor]:
     """Builds `train_steps(iterator, num_steps) -> per-step losses, shape [num_steps]`.
 
     The returned losses are global-batch means (summed over replicas), one per step, so the host
     can name the exact step where a loss stopped being finite.
-    """
 
-    def replica_step(batch):
-        inputs, targets = batch
+    With `jit_compile`, each replica's loss-and-gradients computation is compiled by XLA. The
+    optimizer update and the all-reduce stay outside XLA: compiling the whole replicated step
+    fails with more than one replica. A `keras.optimizers.LossScaleOptimizer` (mixed_float16)
+    gets its loss scaled before differentiation; its `apply_gradients` unscales them and skips
+    steps whose gradients overflowed.
+    """
+    scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def loss_and_gradients(inputs, targets):
         with tf.GradientTape() as tape:
             outputs = model(inputs, training=True)
             loss = tf.nn.compute_average_loss(
                 metrics.per_example_bce(targets, outputs), global_batch_size=global_batch_size
             )
             loss += tf.nn.scale_regularization_loss(regularization_loss(model))
-        gradients = tape.gradient(loss, model.trainable_variables)
+            differentiated = optimizer.scale_loss(loss) if scales_loss else loss
+        return loss, tape.gradient(differentiated, model.trainable_variables)
+
+    if jit_compile:
+        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+    def replica_step(batch):
+        loss, gradients = loss_and_gradients(*batch)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 

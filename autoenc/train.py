@@ -10,9 +10,13 @@ commit), asks early stopping whether to stop, and writes history, summaries and 
 images, and the figures are drawn.
 """
 
+import contextlib
+import hashlib
 import json
 import math
+import pathlib
 import sys
+import tempfile
 import time
 
 import keras
@@ -43,11 +47,16 @@ METRIC_DIRECTIONS = {
 
 
 def make_optimizer(config) -> keras.optimizers.Optimizer:
-    """Adadelta or Adam at `config.learning_rate`, or at the book-faithful default if None."""
+    """Adadelta or Adam at `config.learning_rate`, or at the book-faithful default if None;
+    wrapped in dynamic loss scaling for mixed_float16."""
     learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.optimizer]
     if config.optimizer == "adadelta":
-        return keras.optimizers.Adadelta(learning_rate=learning_rate)
-    return keras.optimizers.Adam(learning_rate=learning_rate)
+        optimizer = keras.optimizers.Adadelta(learning_rate=learning_rate)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    if config.precision == "mixed_float16":  # float16 gradients underflow without scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def _early_stopping(config) -> callbacks.EarlyStopping | None:
@@ -83,7 +92,9 @@ def train_and_evaluate(
 
     Args:
         config: a config from `configs/` (see `autoenc.config`), overrides applied.
-        workdir: where checkpoints, summaries, history.csv and metrics.json go.
+        workdir: where checkpoints, summaries, history.csv and metrics.json go. In a
+            multi-worker run every worker gets the same path, which must be on a filesystem
+            they share: only the chief writes there, the others resume from it.
         data: a `data.FashionMNIST` to use instead of loading the real files (tests).
         strategy: a distribution strategy to use (tests); default: made from `strategy_name`.
         strategy_name: 'mirrored' (local devices) or 'multi_worker' (see `autoenc.distribute`).
@@ -95,8 +106,17 @@ def train_and_evaluate(
         UserError: bad config, data or workdir, or a non-finite loss (one-line messages).
     """
     config_lib.validate(config)
-    workdir = workdir_lib.prepare(workdir)
-    with workdir_lib.WorkdirLock(workdir):
+    resolver = None if strategy else distribute.cluster_resolver(strategy_name)
+    chief = distribute.is_chief(resolver)
+    workdir = workdir_lib.prepare(workdir) if chief else pathlib.Path(workdir)
+    with contextlib.ExitStack() as stack:
+        if chief:
+            stack.enter_context(workdir_lib.WorkdirLock(workdir))
+            output_dir = workdir
+        else:  # takes part in every save, as TensorFlow requires, but somewhere temporary
+            output_dir = pathlib.Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="autoenc-worker-"))
+            )
         resuming = workdir_lib.check_resumable(workdir, config)
         metrics_path = workdir / "metrics.json"
         if resuming and metrics_path.exists():
@@ -107,22 +127,18 @@ def train_and_evaluate(
                 return metrics
         if data is None:  # before the strategy, whose start-up log would precede a data error
             data = data_lib.load_fashion_mnist(config.data_dir or None)
-        with preemption.StopSignals() as stop_signals:
-            return _train(
-                config,
-                workdir,
-                data,
-                strategy or distribute.make_strategy(strategy_name),
-                stop_signals,
-            )
+        strategy = strategy or distribute.make_strategy(resolver)
+        stop_signals = stack.enter_context(preemption.StopSignals())
+        return _train(config, workdir, output_dir, data, strategy, stop_signals)
 
 
-def _train(config, workdir, data, strategy, stop_signals) -> dict:
+def _train(config, workdir, output_dir, data, strategy, stop_signals) -> dict:
+    """The run itself. Reads the run so far from `workdir`, writes to `output_dir` (the same
+    directory, except on a non-chief worker of a multi-worker run)."""
     per_replica_batch = distribute.per_replica_batch(strategy, config.batch_size)
     config_lib.validate(config, num_train_images=len(data.x_train))
-    workdir_lib.atomic_write_text(workdir / "config.json", config_lib.to_json(config))
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    workdir_lib.atomic_write_text(output_dir / "config.json", config_lib.to_json(config))
+    _set_op_determinism(config.deterministic)
 
     train_images = tf.constant(data.x_train[: config.train_examples or None])
     test_images = tf.constant(data.x_test)
@@ -145,8 +161,12 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         model = nets.autoencoder
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)  # before the first step, or Mirrored fails
-        checkpoints = checkpoints_lib.RunCheckpoints(workdir, model, optimizer, state)
+        checkpoints = checkpoints_lib.RunCheckpoints(
+            output_dir, model, optimizer, state, resume_from=workdir
+        )
         checkpoints.restore_latest()
+    distribute.check_workers_agree(strategy, int(state.step))
+    stop_requested = distribute.make_any_worker(strategy)  # a signal to one stops all
 
     host = state.load_host()
     history = host.get("history", [])
@@ -158,9 +178,11 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         early_stopping.load_state_dict(host["early_stopping"])
     stopped_early = host.get("stopped_early", False)
     if history:  # a crash may have come between the checkpoint and the history.csv write
-        workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
+        workdir_lib.write_csv(output_dir / "history.csv", history, HISTORY_FIELDS)
 
-    train_steps = steps.make_train_steps(strategy, model, optimizer, config.batch_size)
+    train_steps = steps.make_train_steps(
+        strategy, model, optimizer, config.batch_size, jit_compile=config.xla
+    )
     eval_model = steps.make_eval_sums(strategy, model)
     eval_data = pipeline.eval_dataset(
         test_images,
@@ -171,7 +193,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
     )
     dist_eval_data = distribute.distribute_dataset(strategy, eval_data)
     grid_inputs, grid_targets = plots_lib.first_examples(eval_data, GRID_IMAGES)
-    summaries = summaries_lib.Summaries(workdir, config)
+    summaries = summaries_lib.Summaries(output_dir, config)
 
     epoch = int(state.epoch)
     while epoch < config.epochs and not stopped_early:
@@ -208,7 +230,7 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
                 progress.update(done_in_epoch, [("loss", float(losses[-1]))])
             if every and int(state.step) % every == 0 and done_in_epoch < steps_per_epoch:
                 checkpoints.save_latest(host)
-            if stop_signals.received and done_in_epoch < steps_per_epoch:
+            if stop_requested(stop_signals.received) and done_in_epoch < steps_per_epoch:
                 checkpoints.save_latest(host)
                 raise _preempted(stop_signals, epoch, int(state.step))
         train_seconds = time.perf_counter() - started
@@ -244,8 +266,8 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         if early_stopping:
             host["early_stopping"] = early_stopping.state_dict()
         checkpoints.save_latest(host)
-        workdir_lib.write_csv(workdir / "history.csv", history, HISTORY_FIELDS)
-        if stop_signals.received:
+        workdir_lib.write_csv(output_dir / "history.csv", history, HISTORY_FIELDS)
+        if stop_requested(stop_signals.received):
             raise _preempted(stop_signals, epoch - 1, int(state.step))
         summaries.epoch_end(
             epoch,
@@ -275,25 +297,66 @@ def _train(config, workdir, data, strategy, stop_signals) -> dict:
         )
 
     summaries.close()
-    return _test_best(
-        config,
-        workdir,
-        strategy,
-        model,
-        eval_model,
-        checkpoints,
-        best,
-        eval_data,
-        dist_eval_data,
-        epoch,
-        stopped_early,
+    checkpoints.restore_best()
+    metrics = dict(
+        best_epoch=best.best_epoch + 1,
+        best_val_loss=best.best,
+        epochs_completed=epoch,
+        stopped_early=stopped_early,
+        **test_metrics(strategy, model, dist_eval_data, config.noise_factor),
+        replicas=strategy.num_replicas_in_sync,
     )
+    workdir_lib.write_json(output_dir / "metrics.json", metrics)
+    logging.info("test (best model, epoch %d): %s", metrics["best_epoch"], metrics["test"])
+    if "noisy_input" in metrics:
+        logging.info("test (noisy input): %s", metrics["noisy_input"])
+    logging.info("weights fingerprint %s", weights_fingerprint(model))
+    summaries_lib.write_hparams(output_dir, config, metrics)
+    if output_dir == workdir:  # a non-chief worker's figures would be thrown away
+        plots_lib.write_figures(config, workdir, model, eval_data)
+    return metrics
+
+
+def test_metrics(strategy, model, dist_eval_data, noise_factor: float) -> dict:
+    """metrics.json's `test` (the model's output vs the clean test images) and, for a denoiser,
+    `noisy_input` (the noisy input itself vs the clean images: the baseline to beat)."""
+    names = ("bce", "mse", "psnr", "ssim")
+    test = steps.sums_to_means(steps.make_eval_sums(strategy, model)(dist_eval_data))
+    metrics = {"test": {name: test[name] for name in names}}
+    if noise_factor:
+        noisy = steps.sums_to_means(steps.make_eval_sums(strategy, None)(dist_eval_data))
+        metrics["noisy_input"] = {name: noisy[name] for name in names}
+    return metrics
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short hash of every weight's bytes: equal on every worker of a multi-worker run, and
+    in two runs exactly when they trained bit-identically."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _set_op_determinism(enabled: bool) -> None:
+    """Turns TensorFlow's op determinism on or off for this process, as the config says.
+
+    TensorFlow only exports the switch to turn it on; the off switch is its internal twin. It
+    matters when one process runs several configs (tests, studies): once on, determinism would
+    otherwise stay on and refuse XLA's non-deterministic MaxPool gradient.
+    """
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config as tf_framework_config
+
+        tf_framework_config.disable_op_determinism()
 
 
 def _preempted(stop_signals, epoch: int, step: int) -> preemption.Preempted:
     return preemption.Preempted(
-        f"stopped by {stop_signals.name()} in epoch {epoch + 1} at step {step}; checkpoint"
-        " saved; rerun the same command to resume"
+        f"stopped by {stop_signals.name() or 'a signal to another worker'} in epoch"
+        f" {epoch + 1} at step {step}; checkpoint saved; rerun the same command to resume"
     )
 
 
@@ -305,39 +368,3 @@ def _check_finite(losses: np.ndarray, epoch: int, step_before: int, workdir) -> 
             f" stopped without saving (the best checkpoint in {workdir / 'best'} is intact);"
             " try a lower --config.learning_rate"
         )
-
-
-def _test_best(
-    config,
-    workdir,
-    strategy,
-    model,
-    eval_model,
-    checkpoints,
-    best,
-    eval_data,
-    dist_eval_data,
-    epochs_completed,
-    stopped_early,
-) -> dict:
-    """Restores the best weights, scores them on the clean test set, writes metrics.json."""
-    checkpoints.restore_best()
-    test = steps.sums_to_means(eval_model(dist_eval_data))
-    metrics = dict(
-        best_epoch=best.best_epoch + 1,
-        best_val_loss=best.best,
-        epochs_completed=epochs_completed,
-        stopped_early=stopped_early,
-        test={name: test[name] for name in ("bce", "mse", "psnr", "ssim")},
-        replicas=strategy.num_replicas_in_sync,
-    )
-    if config.noise_factor:
-        noisy = steps.sums_to_means(steps.make_eval_sums(strategy, None)(dist_eval_data))
-        metrics["noisy_input"] = {name: noisy[name] for name in ("bce", "mse", "psnr", "ssim")}
-    workdir_lib.write_json(workdir / "metrics.json", metrics)
-    logging.info("test (best model, epoch %d): %s", metrics["best_epoch"], metrics["test"])
-    if "noisy_input" in metrics:
-        logging.info("test (noisy input): %s", metrics["noisy_input"])
-    summaries_lib.write_hparams(workdir, config, metrics)
-    plots_lib.write_figures(config, workdir, model, eval_data)
-    return metrics
