@@ -115,11 +115,11 @@ def make_any_worker(strategy: tf.distribute.Strategy):
         return bool
 
     @tf.function
-    def reduce_max(flag):
+    def count_set(flag):
         per_replica = strategy.run(lambda: tf.identity(flag))
-        return strategy.reduce("MAX", per_replica, axis=None)
+        return strategy.reduce("SUM", per_replica, axis=None)  # reduce has SUM and MEAN only
 
-    return lambda flag: bool(reduce_max(tf.constant(int(bool(flag)))) > 0)
+    return lambda flag: bool(count_set(tf.constant(int(bool(flag)))) > 0)
 
 
 def check_workers_agree(strategy: tf.distribute.Strategy, step: int) -> None:
@@ -133,18 +133,18 @@ def check_workers_agree(strategy: tf.distribute.Strategy, step: int) -> None:
         return
 
     @tf.function
-    def low_and_high(value):
-        per_replica = strategy.run(lambda: tf.identity(value))
-        return strategy.reduce("MIN", per_replica, axis=None), strategy.reduce(
-            "MAX", per_replica, axis=None
-        )
+    def sum_and_sum_of_squares(value):
+        per_replica = strategy.run(lambda: tf.stack([value, value * value]))
+        return strategy.reduce("SUM", per_replica, axis=None)
 
-    low, high = (int(v) for v in low_and_high(tf.constant(step, tf.int64)))
-    if low != high:
+    # n values are all equal exactly when n * sum(x^2) == sum(x)^2 (and every worker gets the
+    # same two sums, so all of them decide alike; reduce offers no MIN or MAX).
+    total, total_of_squares = (int(v) for v in sum_and_sum_of_squares(tf.constant(step, tf.int64)))
+    if strategy.num_replicas_in_sync * total_of_squares != total * total:
         raise UserError(
-            f"the workers resumed from different steps ({low} to {high}): --workdir must be on"
-            " a filesystem every worker can read (non-chief workers resume from the chief's"
-            " checkpoints)"
+            f"the workers resumed from different steps (this one from step {step}): --workdir"
+            " must be on a filesystem every worker can read (non-chief workers resume from the"
+            " chief's checkpoints)"
         )
 
 
