@@ -93,9 +93,15 @@ def make_strategy(
 
     A multi-worker strategy must be made before this process runs any other TensorFlow op.
     """
-    if resolver is not None:
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     gpus = tf.config.list_logical_devices("GPU")
+    if resolver is not None:  # NCCL all-reduce between GPUs; TensorFlow's ring on CPUs
+        implementation = tf.distribute.experimental.CommunicationImplementation
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=implementation.NCCL if gpus else implementation.AUTO
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=options
+        )
     devices = gpus or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
 

@@ -1,5 +1,11 @@
 """Shared test setup: four logical CPU devices (so MirroredStrategy gets real replicas) and tiny
-synthetic Fashion-MNIST stand-ins. Devices must be split before TensorFlow initialises them."""
+synthetic Fashion-MNIST stand-ins. Devices must be split before TensorFlow initialises them.
+
+On a machine with GPUs the replica tests run on the GPUs instead (as many as there are; a test
+needing more is skipped), with TensorFloat-32 off: TF32 rounds matmul and conv inputs to 10
+mantissa bits, which would hide a replica bug under rounding noise. So on a GPU machine
+`python -m pytest tests/test_replicas.py` checks 1/2/4-GPU equivalence there.
+"""
 
 import os
 
@@ -14,10 +20,12 @@ from autoenc.data import FashionMNIST  # noqa: E402
 
 LOGICAL_CPUS = 4
 distribute.configure_cpu_devices(LOGICAL_CPUS)
+if tf.config.list_physical_devices("GPU"):
+    tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
 def mirrored(replicas: int) -> tf.distribute.MirroredStrategy:
-    """MirroredStrategy over the first `replicas` logical CPU devices.
+    """MirroredStrategy over the first `replicas` GPUs, or logical CPU devices without GPUs.
 
     It uses the same all-reduce as production (CollectiveAllReduce), but gives each strategy
     its own range of collective group keys: strategies of different sizes in one process
@@ -26,7 +34,10 @@ def mirrored(replicas: int) -> tf.distribute.MirroredStrategy:
     """
     from tensorflow.python.distribute import cross_device_ops, cross_device_utils
 
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:replicas]]
+    available = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(available) < replicas:
+        pytest.skip(f"needs {replicas} devices, this machine has {len(available)}")
+    devices = [d.name for d in available[:replicas]]
     _strategies_made[0] += 1
     all_reduce = cross_device_ops.CollectiveAllReduce(
         devices=devices,
