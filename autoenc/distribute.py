@@ -93,15 +93,17 @@ def make_strategy(
 
     A multi-worker strategy must be made before this process runs any other TensorFlow op.
     """
-    gpus = tf.config.list_logical_devices("GPU")
     if resolver is not None:  # NCCL all-reduce between GPUs; TensorFlow's ring on CPUs
+        # (physical devices: listing logical ones would start the runtime before the strategy)
         implementation = tf.distribute.experimental.CommunicationImplementation
+        has_gpus = bool(tf.config.list_physical_devices("GPU"))
         options = tf.distribute.experimental.CommunicationOptions(
-            implementation=implementation.NCCL if gpus else implementation.AUTO
+            implementation=implementation.NCCL if has_gpus else implementation.AUTO
         )
         return tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=options
         )
+    gpus = tf.config.list_logical_devices("GPU")
     devices = gpus or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
 
