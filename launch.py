@@ -7,13 +7,14 @@ Flags in, `autoenc.modes.run` out: `--mode=train` (the default) trains, `figures
 its exit code.
 """
 
-import contextlib
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 from absl import app, flags  # noqa: E402
+
+from autoenc.command_line import fail, quiet_native_stderr, split_overrides  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config name in configs/ (e.g. conv_denoise) or a .py path.")
@@ -38,41 +39,6 @@ flags.DEFINE_integer("eval_seed", None, "eval: seed of that noise; default the r
 flags.DEFINE_string("export_dir", None, "export: SavedModel directory; default WORKDIR/export.")
 flags.DEFINE_list("inputs", None, "apply: .png/.jpg/.jpeg/.npy files and directories of them.")
 flags.DEFINE_string("output_dir", None, "apply: where the results go (created if missing).")
-
-OVERRIDE_PREFIX = "--config."
-
-
-def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Separates `--config.FIELD=VALUE` arguments from the flags absl parses."""
-    rest, overrides = [], {}
-    for arg in argv:
-        if arg.startswith(OVERRIDE_PREFIX):
-            field, sep, value = arg[len(OVERRIDE_PREFIX) :].partition("=")
-            if not sep:
-                fail(f"{arg}: expected {OVERRIDE_PREFIX}FIELD=VALUE", 2)
-            overrides[field] = value
-        else:
-            rest.append(arg)
-    return rest, overrides
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silences file descriptor 2 (C++ logging) for the block; Python errors still show."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def fail(message: str, code: int) -> None:
-    print(f"launch.py: error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 def main(argv: list[str], overrides: dict[str, str]) -> None:
