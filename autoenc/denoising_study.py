@@ -110,6 +110,7 @@ def run(
 
     log(f"--- training {base} for {epochs} epochs at noise {config.noise_factor} ---")
     training = study_points.cached_point(cache, f"training/{settings}", train_denoiser, log)
+    training["epoch_seconds"] = study_points.epoch_seconds(workdir)
     count = test_images or len(data.x_test)
     subset = f"n{count}"
     tuning_clean_uint8 = data.x_train[-tuning_images:]
@@ -234,7 +235,11 @@ def _tuned(point: dict, name: str) -> str:
 
 def timing_lines(result: dict, methods: Sequence[str] = METHODS) -> str:
     """Seconds per point, summed by method over the levels, as a markdown list."""
-    lines = [f"- training the denoiser: {result['training']['seconds'] / 60:.1f} min"]
+    training = result["training"]
+    lines = [
+        f"- training the denoiser: {training['epochs']} epochs,"
+        f" {training['epoch_seconds'] / 60:.1f} min (sum of history.csv's epoch times)"
+    ]
     for label in ("noisy input", "autoencoder", *methods):
         seconds = [row[label]["seconds"] for row in result["rows"]]
         lines.append(

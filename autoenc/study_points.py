@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from autoenc import metrics
+from autoenc import metrics, plots
 from autoenc import workdir as workdir_lib
 
 
@@ -85,6 +85,12 @@ def score_images(clean: np.ndarray, outputs: np.ndarray, batch_size: int = 1000)
         )
         sums += np.sum(per_example.numpy(), axis=0, dtype=np.float64)
     return {name: float(total / len(clean)) for name, total in zip(metrics.QUALITY_NAMES, sums)}
+
+
+def epoch_seconds(workdir) -> float:
+    """The summed wall time of a run's epochs (training and per-epoch evaluation) from its
+    history.csv: the whole training, however many invocations it took to finish."""
+    return sum(row["seconds"] for row in plots.read_history(pathlib.Path(workdir) / "history.csv"))
 
 
 def to_unit_float(images_uint8: np.ndarray) -> np.ndarray:

@@ -74,6 +74,7 @@ def test_compression_study_measures_both_models_per_width(compression_root, tiny
     # PCA at full width reconstructs the test images exactly: the 100 dB floor.
     assert rows[1]["pca"]["psnr"] == pytest.approx(100.0, abs=0.5)
     assert rows[0]["pca"]["psnr"] < 30 and rows[0]["autoencoder"]["epochs"] == 1
+    assert 0 < rows[0]["autoencoder"]["epoch_seconds"] <= rows[0]["autoencoder"]["seconds"]
     table = compression_study.markdown_table(rows)
     assert "| 4 | 196.0x |" in table and "PCA wins" in table  # 1 epoch loses to an exact PCA
 
@@ -115,6 +116,7 @@ def denoising_run(tmp_path_factory, tiny_data):
 def test_denoising_study_scores_every_method_on_the_evaluation_noise(denoising_run, tiny_data):
     root, result = denoising_run
     assert result["training"]["epochs"] == 1 and result["test_images"] == len(tiny_data.x_test)
+    assert 0 < result["training"]["epoch_seconds"] <= result["training"]["seconds"]
     config = denoising_study.denoiser_config(1, overrides=TINY_DENOISER)
     for row, level in zip(result["rows"], LEVELS):
         # The noisy images the classical methods saw are those --mode=eval scores.
