@@ -1,18 +1,28 @@
 """Training throughput of autoenc's loop against Keras `model.fit`, side by side on this machine.
 
-Command (from the repository root; about 9 minutes on 2 cores, 2 with --quick):
+Command (from the repository root; about 12 minutes on 2 cores, 3 with --quick):
 
     python benchmarks/throughput.py [--config=dense_compress|conv_denoise|all] [--pairs=N]
-                                    [--out=FILE.json] [--quick] [--no-wait]
+                                    [--out=FILE.json] [--quick] [--no-wait] [--no-variants]
 
 It first waits while pytest, launch.py or .ci/run is running (they would share the 2 cores).
 Arms, per config (with `--config=all`, each config in its own process, so that its peak RSS is
 its own):
 
   ours      autoenc's loop, built from the library's pieces as `autoenc.train` builds them: the
-            strategy, the model, the optimizer built in its scope, `steps.make_train_steps`,
-            `pipeline.train_dataset` and `distribute.distribute_dataset`, then
-            `train_steps(iterator, steps_per_loop)` called again and again.
+            strategy, the model, the optimizer built in its scope, `steps.make_train_steps`
+            (with `jit_compile=config.xla`), `pipeline.train_dataset` and
+            `distribute.distribute_dataset`, then `train_steps(iterator, steps_per_loop)` called
+            again and again. The config's defaults, op determinism included.
+  variants  (unless --no-variants) the speed switches, each its own `ours` with one or two
+            config fields changed (`VARIANTS`: xla, steps_per_loop=100, both, mixed_bfloat16,
+            deterministic=false), from the same initial weights, measured in the same rounds.
+            Op determinism is process-wide, so every arm sets it as its config says before each
+            measurement: the default arms (and fit) run with it on, as users get them; the conv
+            `xla` arm and `nondet` with it off (its kernels are made in its first call, under its
+            own setting). Variants with the default steps_per_loop train exactly the steps and
+            batches `ours` trains, so their mean losses are compared round by round (`loss_diff`,
+            relative); `benchmarks/same_answers.py` checks val_loss after real training.
   fit       Keras `model.fit` on a fresh copy of the same architecture with the same initial
             weights, compiled as the book compiles it (Adadelta at learning rate 1.0, binary
             cross-entropy), with the same global batch, on numpy arrays: the clean images as
@@ -48,6 +58,7 @@ not a whole training run's: that adds evaluation, checkpoints, summaries and fig
 """
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import itertools
@@ -79,14 +90,41 @@ from autoenc import data as data_lib  # noqa: E402
 from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
 
 CONFIGS = ("dense_compress", "conv_denoise")
-# Timed steps per measurement (full, --quick): a multiple of steps_per_loop (20), and with the
-# first untimed block within one epoch (234 steps for dense at batch 256, 468 for conv at 128).
+# Timed steps per measurement (full, --quick): a multiple of every arm's steps_per_loop (20,
+# and 100 for the long-loop variants, which --quick leaves out where it does not divide). When
+# the first untimed block and the timed steps exceed an epoch (234 steps for dense at batch 256,
+# 468 for conv at 128), the measurement's iterator runs through consecutive epochs.
 TIMED_STEPS = {"dense_compress": (200, 100), "conv_denoise": (100, 20)}
+# Rounds (full, --quick); conv's are fewer with the variants, to keep the run near 12 minutes.
+DEFAULT_PAIRS = {"dense_compress": (7, 2), "conv_denoise": (3, 2)}
+DEFAULT_PAIRS_WITHOUT_VARIANTS = {"dense_compress": (7, 2), "conv_denoise": (7, 2)}
+LONG_LOOP = 100  # steps_per_loop of the long-loop variants
+# The speed switches (issue 6): arm name -> config fields it changes. The conv model's XLA
+# needs op determinism off (autoenc.config.validate: no deterministic MaxPool gradient).
+VARIANTS = {
+    "dense_compress": {
+        "xla": dict(xla=True),
+        f"spl{LONG_LOOP}": dict(steps_per_loop=LONG_LOOP),
+        f"xla+spl{LONG_LOOP}": dict(xla=True, steps_per_loop=LONG_LOOP),
+        "bf16": dict(precision="mixed_bfloat16"),
+    },
+    "conv_denoise": {
+        "xla": dict(xla=True, deterministic=False),
+        f"spl{LONG_LOOP}": dict(steps_per_loop=LONG_LOOP),
+        "bf16": dict(precision="mixed_bfloat16"),
+        "nondet": dict(deterministic=False),
+    },
+}
+# Variants too slow here to time like the others: (config, arm) -> (timed steps, rounds full,
+# rounds --quick). On this CPU (no bf16 units) mixed_bfloat16 conv runs many times slower than
+# float32; it is timed over one block after the first, in the first rounds only (its ratios
+# pair it with those rounds), and its first call (its warm-up) is one block after the first.
+SLOW_VARIANTS = {("conv_denoise", "bf16"): (20, 2, 1)}
 PIPELINE_SECONDS = (1.0, 0.3)  # timed seconds per pipeline-alone measurement, at least
 OTHERS_WARNING = 0.25  # cores kept busy by other processes during a measurement, at most
 MATMUL_SIZE = 2048
 # Processes that would share the 2 cores: CI, the test suite, a training run.
-RIVALS = r"pytest|launch\.py|\.ci/run"
+RIVALS = r"pytest|launch\.py|\.ci/run|same_answers\.py"
 # Issue 6's targets: (what, summary key, sense, bound, format of the measured value).
 TARGETS = {
     "dense_compress": [
@@ -220,6 +258,7 @@ def machine() -> dict:
         tensorflow=tf.__version__,
         keras=keras.__version__,
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        load_average_1_5_15=list(os.getloadavg()),
     )
 
 
@@ -265,30 +304,40 @@ def clock_blocks(start: Callable, block: Callable, timed_steps: int, per_call: i
 class OurLoop:
     """autoenc's training loop, assembled from the library's pieces as `autoenc.train` does."""
 
-    def __init__(self, config, train_images: tf.Tensor):
+    def __init__(self, config, train_images: tf.Tensor, initial_weights: list | None = None):
         self.config = config
         self.train_images = train_images
         self.strategy = distribute.make_strategy()
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self.model = models.build(config).autoencoder
+            if initial_weights is not None:  # a variant starts where the default loop starts
+                self.model.set_weights(initial_weights)
             optimizer = train.make_optimizer(config)
             optimizer.build(self.model.trainable_variables)  # in scope, before the first step
         self.initial_weights = self.model.get_weights()
         self.train_steps = steps.make_train_steps(
-            self.strategy, self.model, optimizer, config.batch_size
+            self.strategy, self.model, optimizer, config.batch_size, jit_compile=config.xla
         )
         self.epochs = itertools.count()  # a new epoch (order, noise) for every measurement
 
-    def iterator(self, noise_factor: float):
-        dataset = pipeline.train_dataset(
-            self.train_images,
-            batch_size=self.config.batch_size,
-            epoch=next(self.epochs),
-            seed=self.config.seed,
-            noise_factor=noise_factor,
-            input_shape=models.input_shape(self.config),
-        )
+    def iterator(self, noise_factor: float, num_steps: int = 1):
+        """Batches for `num_steps` steps: one epoch, or consecutive ones if it needs more."""
+        steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
+        datasets = [
+            pipeline.train_dataset(
+                self.train_images,
+                batch_size=self.config.batch_size,
+                epoch=next(self.epochs),
+                seed=self.config.seed,
+                noise_factor=noise_factor,
+                input_shape=models.input_shape(self.config),
+            )
+            for _ in range(-(-num_steps // steps_per_epoch))
+        ]
+        dataset = datasets[0]
+        for later in datasets[1:]:
+            dataset = dataset.concatenate(later)
         return iter(distribute.distribute_dataset(self.strategy, dataset))
 
     def train_arm(self, noise_factor: float) -> Callable[[int], Timing]:
@@ -297,7 +346,7 @@ class OurLoop:
 
         def run(timed_steps):
             timing, losses = clock_blocks(
-                lambda: self.iterator(noise_factor),
+                lambda: self.iterator(noise_factor, per_call + timed_steps),
                 lambda iterator: self.train_steps(iterator, tf.constant(per_call)).numpy(),
                 timed_steps,
                 per_call,
@@ -390,32 +439,111 @@ def fit_arm(config, x_train: np.ndarray, initial_weights: list) -> Callable[[int
     return run
 
 
-def make_arms(config, name: str, quick: bool) -> tuple[dict, dict]:
-    """Builds every arm of one config: {arm: run(timed_steps) -> Timing}, and facts about it."""
-    if config.deterministic:  # as autoenc.train does; process-wide, so fit runs with it too
+def set_op_determinism(enabled: bool) -> None:
+    """Op determinism on or off for the whole process (TensorFlow exports only the on switch;
+    the off switch is its internal twin, as `autoenc.train` uses it)."""
+    if enabled:
         tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config as tf_framework_config
+
+        tf_framework_config.disable_op_determinism()
+
+
+def under_determinism(run: Callable[[int], Timing], enabled: bool) -> Callable[[int], Timing]:
+    """`run`, with op determinism set as `enabled` says before each call."""
+
+    def wrapped(timed_steps):
+        set_op_determinism(enabled)
+        return run(timed_steps)
+
+    wrapped.__dict__.update(run.__dict__)
+    return wrapped
+
+
+def only_first_rounds(run: Callable[[int], Timing], timed_steps: int, rounds: int):
+    """`run` timing `timed_steps` whatever it is asked, measured in the first `rounds` rounds
+    only, with no warm-up of its own (its first call, made at build time, was one)."""
+
+    def wrapped(_timed_steps):
+        return run(timed_steps)
+
+    wrapped.__dict__.update(run.__dict__)
+    wrapped.max_rounds, wrapped.warmed = rounds, True
+    return wrapped
+
+
+def variant_config(config, overrides: dict):
+    """A copy of `config` with `overrides`, validated as `autoenc.train` validates it."""
+    variant = copy.deepcopy(config)
+    variant.update(overrides)
+    config_lib.validate(variant)
+    return variant
+
+
+def make_arms(config, name: str, quick: bool, variants: bool) -> tuple[dict, dict]:
+    """Builds every arm of one config: {arm: run(timed_steps) -> Timing}, and facts about it."""
+    set_op_determinism(config.deterministic)  # as autoenc.train does; process-wide
     data = data_lib.load_fashion_mnist(config.data_dir or None)
-    loop = OurLoop(config, tf.constant(data.x_train))
-    ours = loop.train_arm(config.noise_factor)
+    train_images = tf.constant(data.x_train)
+    loop = OurLoop(config, train_images)
+    ours = under_determinism(loop.train_arm(config.noise_factor), config.deterministic)
     ours(2 * config.steps_per_loop)  # trace, then read the RSS before fit's arrays exist
     rss_ours = peak_rss_gb()
 
+    def default_arm(run):  # fit and the other arms run as the config says, determinism too
+        return under_determinism(run, config.deterministic)
+
     # In this order, reversed on odd rounds: ours sits next to fit and to clean both ways.
-    arms = {"fit": fit_arm(config, data.x_train, loop.initial_weights), "ours": ours}
+    arms = {
+        "fit": default_arm(fit_arm(config, data.x_train, loop.initial_weights)),
+        "ours": ours,
+    }
     if config.noise_factor:
-        arms["clean"] = loop.train_arm(0.0)
-    arms["pipeline"] = loop.pipeline_arm(config.noise_factor, PIPELINE_SECONDS[quick])
+        arms["clean"] = default_arm(loop.train_arm(0.0))
+    timed_steps = TIMED_STEPS[name][quick]
+    variant_facts = {}
+    for variant, overrides in (VARIANTS[name] if variants else {}).items():
+        vconfig = variant_config(config, overrides)
+        if timed_steps % vconfig.steps_per_loop:
+            log(f"  {variant}: left out, {timed_steps} timed steps is not a multiple of its loop")
+            continue
+        log(f"  building {variant} ({overrides})")
+        vloop = OurLoop(vconfig, train_images, loop.initial_weights)
+        arms[variant] = under_determinism(
+            vloop.train_arm(config.noise_factor), vconfig.deterministic
+        )
+        slow = SLOW_VARIANTS.get((name, variant))
+        same_steps = vconfig.steps_per_loop == config.steps_per_loop and (
+            not slow or slow[0] == timed_steps
+        )
+        if slow:
+            arms[variant](vconfig.steps_per_loop)
+            arms[variant] = only_first_rounds(arms[variant], slow[0], slow[1 + quick])
+        elif same_steps:  # the same first call as ours: then both train the same batches
+            arms[variant](2 * config.steps_per_loop)
+        variant_facts[variant] = dict(
+            overrides=overrides,
+            steps_per_loop=vconfig.steps_per_loop,
+            deterministic=bool(vconfig.deterministic),
+            xla=bool(vconfig.xla),
+            precision=vconfig.precision,
+            same_steps_as_ours=same_steps,
+            timed_steps=slow[0] if slow else timed_steps,
+            rounds=slow[1 + quick] if slow else None,
+        )
+    arms["pipeline"] = default_arm(loop.pipeline_arm(config.noise_factor, PIPELINE_SECONDS[quick]))
     if config.noise_factor:
-        arms["pipeline_clean"] = loop.pipeline_arm(0.0, PIPELINE_SECONDS[quick])
+        arms["pipeline_clean"] = default_arm(loop.pipeline_arm(0.0, PIPELINE_SECONDS[quick]))
     if config.model == "conv":
-        arms["matmul"] = matmul_arm()
+        arms["matmul"] = default_arm(matmul_arm())
 
     macs, first_layer_macs = forward_macs(loop.model)
     facts = dict(
         global_batch=config.batch_size,
         steps_per_loop=config.steps_per_loop,
         steps_per_epoch=len(data.x_train) // config.batch_size,
-        timed_steps=TIMED_STEPS[name][quick],
+        timed_steps=timed_steps,
         replicas=loop.strategy.num_replicas_in_sync,
         forward_macs_per_image=macs,
         train_flop_per_image=6 * macs,
@@ -424,6 +552,9 @@ def make_arms(config, name: str, quick: bool) -> tuple[dict, dict]:
         rss_ours_gb=rss_ours,
         keras_fit_jit_compile=arms["fit"].jit_compile,
         deterministic=bool(config.deterministic),
+        xla=bool(config.xla),
+        precision=config.precision,
+        variants=variant_facts,
     )
     return arms, facts
 
@@ -446,14 +577,21 @@ def matmul_arm(size: int = MATMUL_SIZE, calls: int = 3) -> Callable[[int], Timin
 
 
 def measure(arms: dict, timed_steps: int, warm_steps: int, pairs: int) -> dict[str, list[Timing]]:
-    """Warms every arm up once, then runs `pairs` rounds of all arms, reversed on odd rounds."""
+    """Warms every arm up once, then runs `pairs` rounds of all arms, reversed on odd rounds.
+
+    The warm-up is `warm_steps` (the default steps_per_loop) after the first block: for a
+    long-loop arm, its first block alone.
+    """
     for name, run in arms.items():
-        log(f"  warm-up {name}")
-        run(warm_steps)
+        if not getattr(run, "warmed", False):
+            log(f"  warm-up {name}")
+            run(warm_steps)
     results = {name: [] for name in arms}
     names = list(arms)
     for round_index in range(pairs):
         for name in names if round_index % 2 == 0 else reversed(names):
+            if round_index >= getattr(arms[name], "max_rounds", pairs):
+                continue
             timing = arms[name](timed_steps)
             results[name].append(timing)
             unit = "GFLOP/s" if name == "matmul" else "images/s"
@@ -511,11 +649,27 @@ def summarize(name: str, results: dict[str, list[Timing]], facts: dict) -> dict:
         rss_process_gb=peak_rss_gb(),
         others_cores_max=max(t.others for timings in results.values() for t in timings),
     )
+    fit = rates("fit")
+    variants = {}
+    for variant, vfacts in facts["variants"].items():
+        rate = rates(variant)
+        over_fit, over_ours = per_round(rate, fit), per_round(rate, ours)
+        entry = dict(
+            vfacts,
+            median_rate=statistics.median(rate),
+            over_fit=dict(median=statistics.median(over_fit), per_round=over_fit),
+            over_ours=dict(median=statistics.median(over_ours), per_round=over_ours),
+        )
+        if vfacts["same_steps_as_ours"]:  # the same batches from the same weights as ours
+            diffs = [t.loss / o.loss - 1 for t, o in zip(results[variant], results["ours"])]
+            entry["loss_diff"] = dict(max_abs=max(abs(d) for d in diffs), per_round=diffs)
+        variants[variant] = entry
+    summary["variants"] = variants
     if "matmul" in results:
         median_flops = statistics.median(ours) * facts["train_flop_per_image"]
         summary["conv_gflops_median"] = median_flops / 1e9
         summary["matmul_gflops_best"] = max(rates("matmul")) / 1e9
-    for arm in ("ours", "fit"):
+    for arm in ("ours", "fit", *variants):
         images_per_epoch = facts["steps_per_epoch"] * facts["global_batch"]
         summary["arms"][arm]["epoch_seconds_steady"] = (
             images_per_epoch / summary["arms"][arm]["median_rate"]
@@ -542,7 +696,7 @@ def format_config(name: str, s: dict) -> str:
         f"{name}: global batch {s['global_batch']}, {s['timed_steps']} timed steps per"
         f" measurement, {len(arms['ours']['rates'])} rounds, {s['replicas']} replica(s),"
         f" steps_per_loop {s['steps_per_loop']}, op determinism"
-        f" {'on' if s['deterministic'] else 'off'}",
+        f" {'on' if s['deterministic'] else 'off'}, xla {s['xla']}, {s['precision']}",
         f"  {'arm':<16}{'median':>11}{'min':>10}{'max':>10}  {'setup s':>8}  {'others':>6}  unit",
     ]
     for arm, a in arms.items():
@@ -562,6 +716,29 @@ def format_config(name: str, s: dict) -> str:
             shown = f"{r['median']:7.2f}x"
             rounds = " ".join(f"{v:.2f}" for v in r["per_round"])
         lines.append(f"  {key:<26}{shown:>8}   {rounds}")
+    if s["variants"]:
+        lines.append(
+            f"  {'speed switch':<16}{'images/s':>11}{'/ fit':>8}{'/ ours':>8}  {'loss diff':>9}"
+            f"  {'epoch s':>7}  / ours per round"
+        )
+        for variant, v in s["variants"].items():
+            loss = f"{v['loss_diff']['max_abs']:9.1e}" if "loss_diff" in v else f"{'n/a':>9}"
+            rounds = " ".join(f"{r:.2f}" for r in v["over_ours"]["per_round"])
+            lines.append(
+                f"  {variant:<16}{v['median_rate']:11,.0f}{v['over_fit']['median']:7.2f}x"
+                f"{v['over_ours']['median']:7.2f}x  {loss}"
+                f"  {arms[variant]['epoch_seconds_steady']:7.2f}  {rounds}"
+            )
+        lines.append(
+            "  (medians of per-round ratios; loss diff: largest relative difference of a"
+            " round's mean training loss from ours', same steps and batches; n/a: other steps)"
+        )
+        for variant, v in s["variants"].items():
+            if v["rounds"]:
+                lines.append(
+                    f"  {variant}: too slow to time like the others, {v['timed_steps']} timed"
+                    f" steps in the first {v['rounds']} round(s) only"
+                )
     ours, fit = arms["ours"], arms["fit"]
     lines.append(
         f"  epoch training seconds at the median steady rate ({s['steps_per_epoch']} steps):"
@@ -595,16 +772,19 @@ def format_config(name: str, s: dict) -> str:
     return "\n".join(lines)
 
 
-def run_one(name: str, pairs: int, quick: bool, wait: bool) -> dict:
+def run_one(name: str, pairs: int | None, quick: bool, wait: bool, variants: bool) -> dict:
     """Measures one config in this process and returns its summary."""
     config = config_lib.load_config(name)
+    config_lib.validate(config)
     timed_steps = TIMED_STEPS[name][quick]
     if timed_steps % config.steps_per_loop:
         raise SystemExit(f"{timed_steps} timed steps is not a multiple of steps_per_loop")
+    if pairs is None:
+        pairs = (DEFAULT_PAIRS if variants else DEFAULT_PAIRS_WITHOUT_VARIANTS)[name][quick]
     if wait:
         wait_for_quiet_machine()
     log(f"{name}: building")
-    arms, facts = make_arms(config, name, quick)
+    arms, facts = make_arms(config, name, quick, variants)
     results = measure(arms, timed_steps, config.steps_per_loop, pairs)
     return summarize(name, results, facts)
 
@@ -612,7 +792,12 @@ def run_one(name: str, pairs: int, quick: bool, wait: bool) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
-    parser.add_argument("--pairs", type=int, default=None, help="rounds (default 7; 2 --quick)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="rounds (default 7 dense, 3 conv, 7 conv with --no-variants; 2 --quick)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
     parser.add_argument(
@@ -621,28 +806,38 @@ def main(argv=None) -> None:
         action="store_false",
         help="start at once, even while pytest, launch.py or .ci/run is running",
     )
+    parser.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the speed switches (VARIANTS) in the same rounds (default: on)",
+    )
     args = parser.parse_args(argv)
-    pairs = args.pairs if args.pairs is not None else (2 if args.quick else 7)
-    if pairs < 1:
+    pairs = args.pairs
+    if pairs is not None and pairs < 1:
         parser.error(f"--pairs={pairs}: must be at least 1")
     command = " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]])
     started = time.perf_counter()
+    load_at_start = list(os.getloadavg())
 
     if args.config != "all":
-        summaries = {args.config: run_one(args.config, pairs, args.quick, args.wait)}
+        summaries = {args.config: run_one(args.config, pairs, args.quick, args.wait, args.variants)}
     else:
         summaries = {}
         for name in CONFIGS:  # one process each, so that each has its own peak RSS
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "one.json"
-                child = [sys.executable, __file__, f"--config={name}", f"--pairs={pairs}"]
-                child += [f"--out={out}", *(["--quick"] if args.quick else [])]
+                child = [sys.executable, __file__, f"--config={name}", f"--out={out}"]
+                child += [] if pairs is None else [f"--pairs={pairs}"]
+                child += ["--quick"] if args.quick else []
                 child += [] if args.wait else ["--no-wait"]
+                child += [] if args.variants else ["--no-variants"]
                 subprocess.run(child, check=True, stdout=subprocess.DEVNULL)
                 summaries[name] = json.loads(out.read_text())["configs"][name]
 
     report = dict(
         command=command,
+        load_average_at_start=load_at_start,
         machine=machine(),
         wall_seconds=time.perf_counter() - started,
         configs=summaries,
@@ -650,7 +845,12 @@ def main(argv=None) -> None:
     m = report["machine"]
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in m["cpu_flags"].items())
     print(f"{command}\n{m['date']}  {m['cpu']}, {m['logical_cpus']} logical CPUs ({flags})")
-    print(f"TF {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}\n")
+    print(f"TF {m['tensorflow']}, Keras {m['keras']}, Python {m['python']}")
+    load = lambda values: "/".join(f"{v:.2f}" for v in values)  # noqa: E731
+    print(
+        f"load average (1/5/15 min): {load(load_at_start)} at start,"
+        f" {load(m['load_average_1_5_15'])} at end\n"
+    )
     for name, summary in summaries.items():
         print(format_config(name, summary) + "\n")
     print(f"wall time {report['wall_seconds'] / 60:.1f} min; JSON: {args.out}")

@@ -1,0 +1,184 @@
+"""Do the speed switches keep the same answers? val_loss of each variant against the defaults.
+
+Command (from the repository root; a few minutes on 2 cores):
+
+    python benchmarks/same_answers.py [--config=dense_compress|conv_denoise|all] [--epochs=N]
+                                      [--train-examples=N] [--test-examples=N] [--out=FILE.json]
+
+For each config, trains the default config and then each speed switch of
+`benchmarks/throughput.py` (`VARIANTS`: xla, steps_per_loop=100, both, mixed_bfloat16,
+deterministic=false) through `autoenc.train.train_and_evaluate`, the code `launch.py` runs, each
+in a fresh temporary workdir: `--epochs` epochs (default 2) on the first `--train-examples`
+(default 6,000) real Fashion-MNIST training images, validated on the first `--test-examples`
+(default 2,000; mixed_bfloat16 conv evaluates slowly on this CPU) test images, with the
+config's own recipe (adadelta at 1.0, the config's batch and noise; early stopping off, so
+every run trains the same epochs). Every variant starts from the default's
+initial weights (checked: the same seed builds bit-identical weights for each variant before
+training). Op determinism is set by each run as its config says, as `launch.py` sets it.
+
+It prints each epoch's val_loss and its relative difference from the default's, against a
+tolerance: 1e-4 for the float32 switches (the same arithmetic, fused or grouped otherwise), 2%
+for mixed_bfloat16 (8-bit mantissa in activations and gradients; as tests/test_precision.py),
+next to the default's own gain from epoch 1 to the last, so the tolerance can be judged. Exits 1
+if any variant is outside its tolerance.
+"""
+
+import argparse
+import copy
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from throughput import CONFIGS, VARIANTS  # noqa: E402
+
+from autoenc import config as config_lib  # noqa: E402
+from autoenc import data as data_lib  # noqa: E402
+from autoenc import models, train  # noqa: E402
+
+FLOAT32_TOLERANCE = 1e-4
+TOLERANCES = {"float32": FLOAT32_TOLERANCE, "mixed_bfloat16": 0.02, "mixed_float16": 0.02}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def short_config(name: str, overrides: dict, epochs: int, train_examples: int):
+    """The named config with `overrides`, shortened to `epochs` on `train_examples` images."""
+    config = copy.deepcopy(config_lib.load_config(name))
+    config.update(overrides)
+    config.epochs = epochs
+    config.train_examples = train_examples
+    config.early_stopping.enabled = False
+    config.image_every_epochs = 0
+    config.loss_every_steps = 0
+    config_lib.validate(config)
+    return config
+
+
+def initial_weights(config) -> list[np.ndarray]:
+    """The weights `train_and_evaluate` starts from: the seed, then the model."""
+    keras.utils.set_random_seed(config.seed)
+    return models.build(config).autoencoder.get_weights()
+
+
+def train_short(config, data) -> dict:
+    """One run of `train_and_evaluate` in a temporary workdir: val_loss per epoch and more."""
+    with tempfile.TemporaryDirectory(prefix="same-answers-") as workdir:
+        started = time.perf_counter()
+        metrics = train.train_and_evaluate(config, workdir, data=data)
+        seconds = time.perf_counter() - started
+        with open(Path(workdir) / "history.csv", newline="") as f:
+            history = list(csv.DictReader(f))
+    return dict(
+        val_loss=[float(row["val_loss"]) for row in history],
+        loss=[float(row["loss"]) for row in history],
+        test_psnr=metrics["test"]["psnr"],
+        seconds=seconds,
+    )
+
+
+def check_config(name: str, data, epochs: int, train_examples: int) -> dict:
+    """Trains the default and every variant of one config; returns runs and verdicts."""
+    default = short_config(name, {}, epochs, train_examples)
+    start = initial_weights(default)
+    runs = {}
+    for variant, overrides in {"default": {}, **VARIANTS[name]}.items():
+        config = short_config(name, overrides, epochs, train_examples)
+        same_start = all(
+            np.array_equal(a, b) for a, b in zip(initial_weights(config), start, strict=True)
+        )
+        if not same_start:
+            raise SystemExit(f"{name} {variant}: initial weights differ from the default's")
+        log(f"{name}: training {variant} {overrides}")
+        run = train_short(config, data)
+        run.update(overrides=overrides, tolerance=TOLERANCES[config.precision])
+        runs[variant] = run
+        log(f"  val_loss {run['val_loss']}  ({run['seconds']:.0f} s)")
+    reference = np.array(runs["default"]["val_loss"])
+    for run in runs.values():
+        diffs = np.array(run["val_loss"]) / reference - 1
+        run["relative_diff"] = diffs.tolist()
+        run["same"] = bool(np.all(np.abs(diffs) <= run["tolerance"]))
+    gain = 1 - reference[-1] / reference[0]
+    return dict(
+        epochs=epochs,
+        train_examples=train_examples,
+        test_examples=len(data.x_test),
+        default_gain_first_to_last_epoch=float(gain),
+        runs=runs,
+    )
+
+
+def format_config(name: str, result: dict) -> str:
+    runs = result["runs"]
+    epochs = range(1, result["epochs"] + 1)
+    header = "".join(f"{f'val_loss e{e}':>13}{'rel diff':>10}" for e in epochs)
+    lines = [
+        f"{name}: {result['epochs']} epochs on the first {result['train_examples']:,} training"
+        f" images, validated on the first {result['test_examples']:,} test images; default"
+        f" val_loss gain epoch 1 -> {result['epochs']}:"
+        f" {result['default_gain_first_to_last_epoch']:.1%}",
+        f"  {'variant':<14}{header}{'tolerance':>11}{'test PSNR':>11}{'run s':>7}  verdict",
+    ]
+    for variant, run in runs.items():
+        cells = "".join(
+            f"{v:13.6f}{d:10.1e}" for v, d in zip(run["val_loss"], run["relative_diff"])
+        )
+        verdict = "same" if run["same"] else "DIFFERENT"
+        lines.append(
+            f"  {variant:<14}{cells}{run['tolerance']:11.0e}{run['test_psnr']:11.3f}"
+            f"{run['seconds']:7.0f}  {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-examples", type=int, default=6000)
+    parser.add_argument("--test-examples", type=int, default=2000, help="validation images")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "same_answers.json"))
+    args = parser.parse_args(argv)
+    command = " ".join(["python", "benchmarks/same_answers.py", *sys.argv[1:]])
+    started = time.perf_counter()
+    load_at_start = list(os.getloadavg())
+    data = data_lib.load_fashion_mnist(None)
+    data = data._replace(
+        x_test=data.x_test[: args.test_examples], y_test=data.y_test[: args.test_examples]
+    )
+    names = CONFIGS if args.config == "all" else (args.config,)
+    results = {name: check_config(name, data, args.epochs, args.train_examples) for name in names}
+    report = dict(
+        command=command,
+        load_average_at_start=load_at_start,
+        load_average_at_end=list(os.getloadavg()),
+        wall_seconds=time.perf_counter() - started,
+        configs=results,
+    )
+    print(command)
+    for name, result in results.items():
+        print(format_config(name, result) + "\n")
+    load = "/".join(f"{v:.2f}" for v in load_at_start)
+    print(
+        f"wall time {report['wall_seconds'] / 60:.1f} min; load average at start {load};"
+        f" JSON: {args.out}"
+    )
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if all(run["same"] for r in results.values() for run in r["runs"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
