@@ -10,11 +10,12 @@ its exit code.
 import os
 import sys
 
+from absl import app, flags
+
+from autoenc.command_line import configure_process, fail, quiet_native_stderr, split_overrides
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-
-from absl import app, flags  # noqa: E402
-
-from autoenc.command_line import fail, quiet_native_stderr, split_overrides  # noqa: E402
+configure_process()  # before TensorFlow loads: see its docstring
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Config name in configs/ (e.g. conv_denoise) or a .py path.")
