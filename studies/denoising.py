@@ -20,7 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import logging  # noqa: E402
 
-from autoenc import baselines, denoising_study, plots, study_plots  # noqa: E402
+from autoenc import plots  # noqa: E402
+from autoenc.studies import baselines  # noqa: E402
+from autoenc.studies import denoising as denoising_study  # noqa: E402
+from autoenc.studies import figures as study_plots  # noqa: E402
 
 
 def main() -> None:

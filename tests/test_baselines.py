@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from conftest import synthetic_images
 
-from autoenc import baselines, metrics
+from autoenc import metrics
+from autoenc.studies import baselines
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,16 +5,14 @@ import numpy as np
 import pytest
 from conftest import mirrored
 
-from autoenc import (
-    baselines,
-    compression_study,
-    denoising_study,
-    evaluate,
-    study_plots,
-    study_points,
-)
+from autoenc import evaluate
 from autoenc import train as train_lib
 from autoenc.plots import save_png
+from autoenc.studies import baselines
+from autoenc.studies import compression as compression_study
+from autoenc.studies import denoising as denoising_study
+from autoenc.studies import figures as study_plots
+from autoenc.studies import points as study_points
 
 ONE_EPOCH = {"epochs": "1", "image_every_epochs": "0", "loss_every_steps": "0"}
 # The denoiser's tiny run: one epoch of 256 images (2 steps), no image or loss summaries.

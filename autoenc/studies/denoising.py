@@ -3,10 +3,10 @@
 One `conv_denoise` model, trained at noise factor 0.5 (in `ROOT/conv_denoise`), is scored at
 every level with `autoenc.evaluate.evaluate_workdir`, i.e. exactly what
 `launch.py --mode=eval --noise_factor=X` measures. The classical denoisers of
-`autoenc.baselines` see the very same noisy test images (the evaluation pipeline's noise, keyed
-on the run's seed and batch size) and are scored by the same code. Each classical method's main
-parameter is tuned per level by a grid search on PSNR over held-out *training* images with
-their own noise, never the test images.
+`autoenc.studies.baselines` see the very same noisy test images (the evaluation pipeline's
+noise, keyed on the run's seed and batch size) and are scored by the same code. Each
+classical method's main parameter is tuned per level by a grid search on PSNR over held-out
+*training* images with their own noise, never the test images.
 
 Scoring every one of the 10,000 test images with non-local means and total variation takes
 minutes per level on 2 CPU cores; `test_images` restricts every method (the autoencoder
@@ -20,10 +20,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from autoenc import baselines, checkpoints, evaluate, pipeline, study_points
+from autoenc import checkpoints, evaluate, pipeline
 from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import train as train_lib
+from autoenc.studies import baselines
+from autoenc.studies import points as study_points
 
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 METHODS = tuple(baselines.DENOISERS)

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from autoenc import baselines, study_points
 from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import train as train_lib
+from autoenc.studies import baselines
+from autoenc.studies import points as study_points
 
 DIMS = (8, 16, 32, 64, 128, 256, 768)
 IMAGE_PIXELS = 784
