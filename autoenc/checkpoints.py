@@ -22,6 +22,9 @@ from autoenc.errors import UsageError, UserError
 
 # The config fields that decide the shapes of the weights in a checkpoint.
 MODEL_FIELDS = ("model", "encoding_dim")
+# ...and, with them, the noisy test images a run was scored on (the noise is keyed on the seed
+# and the batch index): what figures and evaluation must share with the run.
+RUN_FIELDS = (*MODEL_FIELDS, "noise_factor", "seed", "batch_size")
 
 
 class RunState:
@@ -130,24 +133,33 @@ def best_checkpoint_path(workdir) -> str:
     return best
 
 
-def load_best_model(config, workdir) -> models.Autoencoder:
+def load_best_model(
+    config, workdir, *, fields: tuple[str, ...] = MODEL_FIELDS, hint: str = ""
+) -> models.Autoencoder:
     """Builds the model `config` describes and loads a workdir's best weights into it.
 
     The encoder and decoder share the autoencoder's layers, so all three carry the best
-    weights. Used by everything that applies a trained model (figures, eval, export).
+    weights. Used by everything that applies a trained model (figures, eval, export, apply).
+
+    Args:
+        config: the config the run was trained with.
+        workdir: the run's work directory.
+        fields: the config fields that must equal the run's (`RUN_FIELDS` when the noisy test
+            images matter too).
+        hint: appended to the refusal, e.g. which flags to use instead.
 
     Raises:
         UserError: the workdir has no best checkpoint, or it cannot be restored.
-        UsageError: `config` builds another model than the one the workdir trained.
+        UsageError: `config` differs from the run's in one of `fields`.
     """
     workdir = pathlib.Path(workdir)
     best = best_checkpoint_path(workdir)
     differing = workdir_lib.saved_config_differences(workdir, config) or []
-    differing = [field for field in differing if field in MODEL_FIELDS]
+    differing = [field for field in differing if field in fields]
     if differing:
         raise UsageError(
-            f"workdir {workdir} holds a run with a different model"
-            f" (differs in: {', '.join(differing)}); pass the --config it was trained with"
+            f"workdir {workdir} holds a run with a different config"
+            f" (differs in: {', '.join(differing)}); pass the --config it was trained with{hint}"
         )
     nets = models.build(config)
     try:

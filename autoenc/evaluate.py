@@ -1,7 +1,7 @@
 """Scoring a trained run's best checkpoint on the test images, without training (`--mode=eval`).
 
 `evaluate_workdir` computes exactly what training's final test computes for metrics.json
-(`autoenc.train._test_best`): the same evaluation dataset, the same per-example sums
+(`autoenc.train.test_metrics`): the same evaluation dataset, the same per-example sums
 (`steps.make_eval_sums`) and the same means, so at the run's own noise level and seed it
 reproduces metrics.json's `test` and `noisy_input` (to float summation order, which depends on
 the replica count). It may also score at another noise level or noise seed. It writes nothing:
@@ -21,23 +21,6 @@ from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError
 
 QUALITY = ("bce", "mse", "psnr", "ssim")
-# Fields that decide the weights or the noisy test images: a config that differs from the run
-# in one of them is not the run's config. The noise level and seed have their own arguments.
-RUN_FIELDS = ("model", "encoding_dim", "noise_factor", "seed", "batch_size")
-
-
-def _check_config(config, workdir: pathlib.Path) -> None:
-    differing = [
-        field
-        for field in workdir_lib.saved_config_differences(workdir, config) or []
-        if field in RUN_FIELDS
-    ]
-    if differing:
-        raise UsageError(
-            f"workdir {workdir} holds a run with a different config"
-            f" (differs in: {', '.join(differing)}); pass the --config it was trained with"
-            " (--noise_factor and --eval_seed choose another noise level or noise seed)"
-        )
 
 
 def _check_noise_factor(noise_factor: float) -> None:
@@ -50,7 +33,7 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
 
     Args:
         config: the config the run was trained with (overrides applied); a config that differs
-            in a field of `RUN_FIELDS` is refused.
+            in a field of `checkpoints.RUN_FIELDS` is refused.
         workdir: a finished or interrupted run's work directory (it must have a best checkpoint).
         noise_factor: noise level of the inputs, clip(x + noise_factor·N(0,1), 0, 1); None = the
             run's own `config.noise_factor`; 0 = clean inputs.
@@ -75,8 +58,12 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
     best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
     with workdir_lib.WorkdirLock(workdir):
-        model = checkpoints.load_best_model(config, workdir).autoencoder
-        _check_config(config, workdir)
+        model = checkpoints.load_best_model(
+            config,
+            workdir,
+            fields=checkpoints.RUN_FIELDS,
+            hint=" (--noise_factor and --eval_seed choose another noise level or noise seed)",
+        ).autoencoder
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         test_data = pipeline.eval_dataset(

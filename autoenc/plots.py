@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 from autoenc import checkpoints, models, pipeline
 from autoenc import data as data_lib
 from autoenc import workdir as workdir_lib
-from autoenc.errors import UsageError
 
 ITEMS = 12  # images per row, as in the book
 DPI = 100
@@ -31,9 +30,6 @@ SCALE = 3  # each 28x28 image is drawn 84x84 pixels...
 TILE_PIXELS = 100  # ...centred in a white 100x100 tile, so neighbours stay apart
 TITLE_PIXELS = 40
 LOSS_FIGURE_INCHES = (6.4, 4.0)
-# The config fields that decide which model the checkpoint holds and which noisy images the
-# figures show; the others (epochs, logging, early stopping) do not change a figure.
-FIGURE_FIELDS = ("model", "encoding_dim", "noise_factor", "seed", "batch_size")
 
 
 def image_rows_size(rows: int) -> tuple[int, int]:
@@ -185,20 +181,6 @@ def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
     return [out_dir / name for name in figures]
 
 
-def _check_config(config, workdir: pathlib.Path) -> None:
-    """Refuses a config that would restore the wrong model or show other noisy images."""
-    differing = [
-        field
-        for field in workdir_lib.saved_config_differences(workdir, config) or []
-        if field in FIGURE_FIELDS
-    ]
-    if differing:
-        raise UsageError(
-            f"workdir {workdir} holds a run with a different config"
-            f" (differs in: {', '.join(differing)}); pass the --config it was trained with"
-        )
-
-
 def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
     """Redraws a run's figures from its best checkpoint, without training (`--mode=figures`).
 
@@ -218,8 +200,8 @@ def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
     checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
     with workdir_lib.WorkdirLock(workdir):
-        model = checkpoints.load_best_model(config, workdir).autoencoder
-        _check_config(config, workdir)
+        model = checkpoints.load_best_model(config, workdir, fields=checkpoints.RUN_FIELDS)
+        model = model.autoencoder
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         eval_data = pipeline.eval_dataset(
