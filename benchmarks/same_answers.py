@@ -6,7 +6,7 @@ Command (from the repository root; a few minutes on 2 cores):
                                       [--train-examples=N] [--test-examples=N] [--out=FILE.json]
 
 For each config, trains the default config and then each speed switch of
-`benchmarks/throughput.py` (`VARIANTS`: xla, steps_per_loop=100, both, mixed_bfloat16,
+`benchmarks/throughput.py` (`VARIANTS`: xla flipped, steps_per_loop=100, both, mixed_bfloat16,
 deterministic=false) through `autoenc.train.train_and_evaluate`, the code `launch.py` runs, each
 in a fresh temporary workdir: `--epochs` epochs (default 2) on the first `--train-examples`
 (default 6,000) real Fashion-MNIST training images, validated on the first `--test-examples`

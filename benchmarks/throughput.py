@@ -15,7 +15,7 @@ its own):
             `distribute.distribute_dataset`, then `train_steps(iterator, steps_per_loop)` called
             again and again. The config's defaults, op determinism included.
   variants  (unless --no-variants) the speed switches, each its own `ours` with one or two
-            config fields changed (`VARIANTS`: xla, steps_per_loop=100, both, mixed_bfloat16,
+            config fields changed (`VARIANTS`: xla flipped, steps_per_loop=100, both, bf16,
             deterministic=false), from the same initial weights, measured in the same rounds.
             Op determinism is process-wide, so every arm sets it as its config says before each
             measurement: the default arms (and fit) run with it on, as users get them; the conv
@@ -102,10 +102,10 @@ LONG_LOOP = 100  # steps_per_loop of the long-loop variants
 # The speed switches (issue 6): arm name -> config fields it changes. The conv model's XLA
 # needs op determinism off (autoenc.config.validate: no deterministic MaxPool gradient).
 VARIANTS = {
-    "dense_compress": {
-        "xla": dict(xla=True),
+    "dense_compress": {  # its default has xla on: the plain loop is the variant
+        "no_xla": dict(xla=False),
         f"spl{LONG_LOOP}": dict(steps_per_loop=LONG_LOOP),
-        f"xla+spl{LONG_LOOP}": dict(xla=True, steps_per_loop=LONG_LOOP),
+        f"no_xla+spl{LONG_LOOP}": dict(xla=False, steps_per_loop=LONG_LOOP),
         "bf16": dict(precision="mixed_bfloat16"),
     },
     "conv_denoise": {
