@@ -15,12 +15,10 @@ import pathlib
 
 import tensorflow as tf
 
-from autoenc import checkpoints, models, pipeline, steps
+from autoenc import checkpoints, models, pipeline, train
 from autoenc import data as data_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError
-
-QUALITY = ("bce", "mse", "psnr", "ssim")
 
 
 def _check_noise_factor(noise_factor: float) -> None:
@@ -75,21 +73,13 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
         )
         # One device is enough to score; the sums are the same as training's up to the order
         # in which its replicas' partial sums were added.
-        strategy = tf.distribute.get_strategy()
-        result = {"test": _quality(steps.make_eval_sums(strategy, model)(test_data))}
-        if noise_factor > 0:
-            result["noisy_input"] = _quality(steps.make_eval_sums(strategy, None)(test_data))
+        result = train.test_metrics(tf.distribute.get_strategy(), model, test_data, noise_factor)
     result.update(
         noise_factor=noise_factor,
         seed=seed,
         checkpoint=os.path.relpath(best, workdir),
     )
     return result
-
-
-def _quality(sums) -> dict[str, float]:
-    means = steps.sums_to_means(sums)
-    return {name: means[name] for name in QUALITY}
 
 
 def evaluation_path(workdir, noise_factor: float, seed: int) -> pathlib.Path:

@@ -8,6 +8,9 @@ mantissa bits, which would hide a replica bug under rounding noise. So on a GPU 
 """
 
 import os
+import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -15,6 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from autoenc import data as data_lib  # noqa: E402
 from autoenc import distribute  # noqa: E402
 from autoenc.data import FashionMNIST  # noqa: E402
 
@@ -72,4 +76,19 @@ def tiny_data() -> FashionMNIST:
         y_train=np.zeros(512, np.uint8),
         x_test=synthetic_images(256, seed=2),
         y_test=np.zeros(256, np.uint8),
+    )
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HAVE_REAL_DATA = all((data_lib.DEBIAN_DIR / name).exists() for name in data_lib.FILES)
+
+
+def launch(*args, timeout=300) -> subprocess.CompletedProcess:
+    """`python launch.py ARGS` from the repository root, as a user runs it; output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )

@@ -6,29 +6,15 @@ and every other file must be byte-for-byte what they were.
 """
 
 import gzip
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import pytest
+from conftest import HAVE_REAL_DATA, launch
 
 from autoenc import data as data_lib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HAVE_REAL_DATA = all((data_lib.DEBIAN_DIR / name).exists() for name in data_lib.FILES)
 pytestmark = pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs dataset-fashion-mnist")
 BASE = ["--config=dense_compress", "--config.train_examples=512", "--config.epochs=1"]
-
-
-def launch(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def snapshot(workdir):

@@ -2,27 +2,17 @@
 
 import csv
 import json
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import pytest
+from conftest import HAVE_REAL_DATA
+from conftest import launch as run_launch
 
 from autoenc import data as data_lib
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HAVE_REAL_DATA = all((data_lib.DEBIAN_DIR / name).exists() for name in data_lib.FILES)
 
-
-def launch(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def launch(*args):
+    return run_launch(*args, timeout=600)  # real-data training runs
 
 
 def assert_one_line_error(result, code, pattern):

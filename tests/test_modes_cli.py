@@ -4,33 +4,18 @@ Every command, successful or not, must leave the run's own files byte-for-byte a
 """
 
 import json
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import HAVE_REAL_DATA, launch
 from PIL import Image
 from trained_runs import trained_run
 
 from autoenc import config as config_lib
-from autoenc import data as data_lib
 from autoenc import modes
 from autoenc.errors import UsageError, UserError
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HAVE_REAL_DATA = all((data_lib.DEBIAN_DIR / name).exists() for name in data_lib.FILES)
 CONV = ["--config=conv_denoise", "--config.batch_size=64"]  # the tiny run's batch
-
-
-def launch(*args):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
 
 
 def snapshot(workdir, skip=()):
