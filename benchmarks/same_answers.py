@@ -37,6 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+from autoenc.command_line import configure_process  # noqa: E402
+
+configure_process()  # the process settings launch.py runs with (oneDNN on, one malloc arena)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -80,6 +80,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TF's start-up INFO lines
+from autoenc.command_line import configure_process  # noqa: E402
+
+# `fit` as the book's reader runs it gets a process of its own with the environment as given
+# (TensorFlow's defaults); every other arm runs with the process settings launch.py sets.
+FIT_WORKER = "--fit-worker"
+ENV_AS_GIVEN = dict(os.environ)
+if FIT_WORKER not in sys.argv:
+    configure_process()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -129,10 +137,12 @@ RIVALS = r"pytest|launch\.py|\.ci/run|same_answers\.py"
 TARGETS = {
     "dense_compress": [
         ("ours / fit", "ours_over_fit", ">=", 3.0, ".2f"),
+        ("ours / fit at TF defaults", "ours_over_fit_tf_defaults", ">=", 3.0, ".2f"),
         ("pipeline alone / training", "pipeline_over_ours", ">=", 10.0, ".2f"),
     ],
     "conv_denoise": [
         ("ours / fit", "ours_over_fit", ">=", 1.5, ".2f"),
+        ("ours / fit at TF defaults", "ours_over_fit_tf_defaults", ">=", 1.5, ".2f"),
         ("conv GFLOP/s / matmul GFLOP/s", "conv_over_matmul", ">=", 0.40, ".1%"),
         ("noise cost, share of step time", "noise_cost", "<=", 0.03, ".1%"),
         ("pipeline alone / training", "pipeline_over_ours", ">=", 10.0, ".2f"),
@@ -319,16 +329,20 @@ class OurLoop:
         self.train_steps = steps.make_train_steps(
             self.strategy, self.model, optimizer, config.batch_size, jit_compile=config.xla
         )
-        self.epochs = itertools.count()  # a new epoch (order, noise) for every measurement
 
-    def iterator(self, noise_factor: float, num_steps: int = 1):
-        """Batches for `num_steps` steps: one epoch, or consecutive ones if it needs more."""
+    def iterator(self, epochs, noise_factor: float, num_steps: int = 1):
+        """Batches for `num_steps` steps: one epoch, or consecutive ones if it needs more.
+
+        `epochs` is the arm's own counter: a new epoch (order, noise) for every measurement,
+        and the n-th measurement of every arm draws the same epochs, so a variant trains the
+        batches `ours` trains.
+        """
         steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
         datasets = [
             pipeline.train_dataset(
                 self.train_images,
                 batch_size=self.config.batch_size,
-                epoch=next(self.epochs),
+                epoch=next(epochs),
                 seed=self.config.seed,
                 noise_factor=noise_factor,
                 input_shape=models.input_shape(self.config),
@@ -343,10 +357,11 @@ class OurLoop:
     def train_arm(self, noise_factor: float) -> Callable[[int], Timing]:
         """Training, `train_steps(iterator, steps_per_loop)` call after call."""
         per_call = self.config.steps_per_loop
+        epochs = itertools.count()
 
         def run(timed_steps):
             timing, losses = clock_blocks(
-                lambda: self.iterator(noise_factor, per_call + timed_steps),
+                lambda: self.iterator(epochs, noise_factor, per_call + timed_steps),
                 lambda iterator: self.train_steps(iterator, tf.constant(per_call)).numpy(),
                 timed_steps,
                 per_call,
@@ -370,6 +385,7 @@ class OurLoop:
         per_call = self.config.steps_per_loop
         steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
         batches = (steps_per_epoch - per_call) // per_call * per_call
+        epochs = itertools.count()
 
         @tf.function
         def drain(iterator, num_batches):
@@ -383,7 +399,7 @@ class OurLoop:
             timings, seconds = [], 0.0
             while seconds < min_seconds:
                 timing, _ = clock_blocks(
-                    lambda: self.iterator(noise_factor),
+                    lambda: self.iterator(epochs, noise_factor),
                     lambda iterator: drain(iterator, tf.constant(per_call)).numpy(),
                     batches,
                     per_call,
@@ -437,6 +453,66 @@ def fit_arm(config, x_train: np.ndarray, initial_weights: list) -> Callable[[int
 
     run.jit_compile = bool(model.jit_compile)
     return run
+
+
+class FitProcess:
+    """Keras `fit` as a reader of the book runs it: in a Python process of its own started with
+    the environment as given, so at TensorFlow's defaults (oneDNN as TensorFlow decides for this
+    CPU, glibc's malloc arenas, op determinism off) rather than launch.py's settings. Driven one
+    measurement at a time through a pipe (this process waits, idle, meanwhile), so it takes its
+    place in the interleaved rounds like any other arm."""
+
+    def __init__(self, name: str, initial_weights: list):
+        with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as weights:
+            np.savez(weights, *initial_weights)
+        self.weights_path = weights.name
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, FIT_WORKER, f"--config={name}", f"--weights={weights.name}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=ENV_AS_GIVEN,
+        )
+        self.facts = self._reply()
+        self.jit_compile = self.facts["jit_compile"]
+
+    def _reply(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fit process ended (exit code {self.process.wait()})")
+        reply = json.loads(line)
+        self.peak_rss_gb = reply.pop("peak_rss_gb")
+        return reply
+
+    def __call__(self, timed_steps: int) -> Timing:
+        self.process.stdin.write(f"{timed_steps}\n")
+        self.process.stdin.flush()
+        return Timing(**self._reply())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+        os.unlink(self.weights_path)
+
+
+def fit_worker(name: str, weights_path: str) -> None:
+    """The other end of `FitProcess`: one JSON line when ready, then one per measurement."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything else written to stdout goes to stderr, not into the replies
+    config = config_lib.load_config(name)
+    data = data_lib.load_fashion_mnist(config.data_dir or None)
+    with np.load(weights_path) as saved:
+        weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    run = fit_arm(config, data.x_train, weights)
+    del data
+
+    def reply(**fields):
+        print(json.dumps(dict(fields, peak_rss_gb=peak_rss_gb())), file=replies, flush=True)
+
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset: TensorFlow decides by the CPU")
+    reply(jit_compile=run.jit_compile, tf_enable_onednn_opts=onednn)
+    for line in sys.stdin:
+        reply(**dataclasses.asdict(run(int(line))))
 
 
 def set_op_determinism(enabled: bool) -> None:
@@ -496,6 +572,7 @@ def make_arms(config, name: str, quick: bool, variants: bool) -> tuple[dict, dic
 
     # In this order, reversed on odd rounds: ours sits next to fit and to clean both ways.
     arms = {
+        "fit_tf_defaults": FitProcess(name, loop.initial_weights),
         "fit": default_arm(fit_arm(config, data.x_train, loop.initial_weights)),
         "ours": ours,
     }
@@ -551,6 +628,7 @@ def make_arms(config, name: str, quick: bool, variants: bool) -> tuple[dict, dic
         train_flop_per_image_needed=6 * macs - 2 * first_layer_macs,
         rss_ours_gb=rss_ours,
         keras_fit_jit_compile=arms["fit"].jit_compile,
+        fit_tf_defaults=arms["fit_tf_defaults"].facts,
         deterministic=bool(config.deterministic),
         xla=bool(config.xla),
         precision=config.precision,
@@ -615,6 +693,7 @@ def summarize(name: str, results: dict[str, list[Timing]], facts: dict) -> dict:
     ours = rates("ours")
     ratios = {
         "ours_over_fit": per_round(ours, rates("fit")),
+        "ours_over_fit_tf_defaults": per_round(ours, rates("fit_tf_defaults")),
         "pipeline_over_ours": per_round(rates("pipeline"), ours),
     }
     if "clean" in results:
@@ -761,6 +840,11 @@ def format_config(name: str, s: dict) -> str:
         f" process {s['rss_process_gb']:.2f} GiB"
     )
     lines.append(f"  fit: jit_compile={s['keras_fit_jit_compile']} (Keras 3 'auto' on a CPU)")
+    lines.append(
+        "  fit_tf_defaults: fit in its own process at TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS"
+        f" {s['fit_tf_defaults']['tf_enable_onednn_opts']}, op determinism off), peak RSS"
+        f" {s['rss_fit_tf_defaults_gb']:.2f} GiB; every other arm runs with launch.py's settings"
+    )
     if s["others_cores_max"] > OTHERS_WARNING:
         lines.append(
             f"  WARNING: other processes kept up to {s['others_cores_max']:.2f} cores busy during"
@@ -786,6 +870,9 @@ def run_one(name: str, pairs: int | None, quick: bool, wait: bool, variants: boo
     log(f"{name}: building")
     arms, facts = make_arms(config, name, quick, variants)
     results = measure(arms, timed_steps, config.steps_per_loop, pairs)
+    fit_process = arms["fit_tf_defaults"]
+    fit_process.close()
+    facts["rss_fit_tf_defaults_gb"] = fit_process.peak_rss_gb
     return summarize(name, results, facts)
 
 
@@ -812,7 +899,11 @@ def main(argv=None) -> None:
         default=True,
         help="also measure the speed switches (VARIANTS) in the same rounds (default: on)",
     )
+    parser.add_argument(FIT_WORKER, action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fit_worker:
+        return fit_worker(args.config, args.weights)
     pairs = args.pairs
     if pairs is not None and pairs < 1:
         parser.error(f"--pairs={pairs}: must be at least 1")
@@ -832,7 +923,7 @@ def main(argv=None) -> None:
                 child += ["--quick"] if args.quick else []
                 child += [] if args.wait else ["--no-wait"]
                 child += [] if args.variants else ["--no-variants"]
-                subprocess.run(child, check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(child, check=True, stdout=subprocess.DEVNULL, env=ENV_AS_GIVEN)
                 summaries[name] = json.loads(out.read_text())["configs"][name]
 
     report = dict(
