@@ -13,6 +13,9 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from autoenc.command_line import configure_process  # noqa: E402
+
+configure_process()  # the kernels and allocator launch.py runs with, before TensorFlow starts
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
