@@ -23,6 +23,15 @@ its own):
             own setting). Variants with the default steps_per_loop train exactly the steps and
             batches `ours` trains, so their mean losses are compared round by round (`loss_diff`,
             relative); `benchmarks/same_answers.py` checks val_loss after real training.
+  fit_tf_defaults
+            `fit` as below, as a reader of the book runs it: in its own Python process started
+            with the environment as given, so at TensorFlow's defaults (on this AVX2 CPU:
+            oneDNN kernels off, op determinism off, glibc's malloc arenas). Every other arm runs
+            in this process with the settings launch.py applies before TensorFlow starts
+            (`autoenc.command_line.configure_process`: oneDNN on, one malloc arena), so `fit`
+            against `ours` is the loop alone and `fit_tf_defaults` against `ours` is what a
+            user gains by switching. The fit process is driven one measurement at a time
+            through a pipe, in the same interleaved rounds.
   fit       Keras `model.fit` on a fresh copy of the same architecture with the same initial
             weights, compiled as the book compiles it (Adadelta at learning rate 1.0, binary
             cross-entropy), with the same global batch, on numpy arrays: the clean images as
