@@ -586,7 +586,10 @@ def make_arms(config, name: str, quick: bool, variants: bool) -> tuple[dict, dic
         "ours": ours,
     }
     if config.noise_factor:
-        arms["clean"] = default_arm(loop.train_arm(0.0))
+        # Its own model from the same weights: trained by `ours`' model, it would move the
+        # weights under `ours` and the variants could no longer be compared with it.
+        clean_loop = OurLoop(config, train_images, loop.initial_weights)
+        arms["clean"] = default_arm(clean_loop.train_arm(0.0))
     timed_steps = TIMED_STEPS[name][quick]
     variant_facts = {}
     for variant, overrides in (VARIANTS[name] if variants else {}).items():
