@@ -19,7 +19,8 @@ def get_config():
     config.early_stopping.enabled = True
     config.early_stopping.min_delta = 0.0005
     config.early_stopping.patience = 2
-    # Speed only (benchmarks/throughput.py: 1.36x the plain loop; same_answers.py: identical
-    # val_loss): XLA fuses the two small matmuls and their elementwise ops.
+    # Speed only (benchmarks/throughput.py: the plain loop is 0.65x this, slower in 7 of 7
+    # rounds; same training losses to 1.6e-7): XLA fuses the small matmuls, the elementwise
+    # ops and, with one replica, the optimizer update into one program per step.
     config.xla = True
     return config
