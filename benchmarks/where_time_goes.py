@@ -1,0 +1,220 @@
+"""Where a training step's time goes on this machine: the figures behind README's "Why the rest
+is out of reach here".
+
+Command (from the repository root; about 3 minutes on 2 cores):
+
+    python benchmarks/where_time_goes.py [--rounds=N]
+
+Three probes, each with its arms interleaved round by round (A B C, then C B A, ...), medians:
+
+  layers    each layer of the conv denoiser alone at batch 128, forward and forward+backward
+            (gradients for its weights and, except the first layer, its input), with the
+            layer's share of the model's multiply-adds.
+  dense     the dense model's default train steps (XLA) fed by the real pipeline, against the
+            same steps fed one batch over and over (no batch building competing for the cores).
+  tf.data   the cost per dataset element of a bare `from_tensor_slices` of a (steps, 256) index
+            matrix, drained in a traced loop as the train loop drains batches, against the
+            dense pipeline's real batches (gather, scale, reshape of 256 images).
+
+It runs with launch.py's process settings (oneDNN on, one malloc arena), as the other benchmarks.
+"""
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from autoenc.command_line import configure_process  # noqa: E402
+
+configure_process()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from autoenc import config as config_lib  # noqa: E402
+from autoenc import data as data_lib  # noqa: E402
+from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
+
+
+def interleaved(arms: dict, rounds: int) -> dict[str, float]:
+    """Median of the seconds each arm's `run()` returns (its timed part), arms alternating order
+    every round, after one warm-up call each."""
+    for run in arms.values():
+        run()
+    seconds = {name: [] for name in arms}
+    names = list(arms)
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            seconds[name].append(arms[name]())
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def conv_layers(rounds: int, batch: int = 128, repeats: int = 10) -> None:
+    """Forward and forward+backward time of each conv-denoiser layer alone."""
+    model = models.conv_denoiser().autoencoder
+    arms, macs = {}, {}
+    x = tf.random.stateless_uniform([batch, *models.IMAGE_SHAPE], seed=[0, 0])
+    for index, layer in enumerate(model.layers[1:]):
+        layer_input = tf.random.stateless_uniform([batch, *x.shape[1:]], seed=[0, index + 1])
+        first = index == 0
+
+        def forward(inputs, layer=layer):
+            return tf.reduce_sum(layer(inputs))
+
+        def forward_backward(inputs, layer=layer, first=first):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                total = tf.reduce_sum(layer(inputs))
+            sources = list(layer.trainable_variables) + ([] if first else [inputs])
+            return tape.gradient(total, sources) if sources else total
+
+        for kind, fn in (("fwd", forward), ("fwd+bwd", forward_backward)):
+            traced = tf.function(fn)
+
+            def run(traced=traced, layer_input=layer_input):
+                started = time.perf_counter()
+                for _ in range(repeats):
+                    out = traced(layer_input)
+                tf.nest.map_structure(lambda t: t.numpy(), out)
+                return time.perf_counter() - started
+
+            arms[(layer.name, kind)] = run
+        x = layer(x)
+        if isinstance(layer, keras.layers.Conv2D):
+            rows, cols, channels_in, channels_out = layer.kernel.shape
+            height, width = x.shape[1:3]
+            macs[layer.name] = height * width * rows * cols * channels_in * channels_out
+    medians = interleaved(arms, rounds)
+    total_macs = sum(macs.values())
+    step = sum(s for (_, kind), s in medians.items() if kind == "fwd+bwd") / repeats
+    print(f"conv denoiser layer by layer, batch {batch} (ms per call; share of the sum)")
+    print(f"  {'layer':<12}{'fwd':>8}{'fwd+bwd':>10}{'time':>8}{'MACs':>8}")
+    for layer in model.layers[1:]:
+        forward = medians[(layer.name, "fwd")] / repeats
+        both = medians[(layer.name, "fwd+bwd")] / repeats
+        share = macs.get(layer.name, 0) / total_macs
+        times = f"{forward * 1e3:8.2f}{both * 1e3:10.2f}"
+        print(f"  {layer.name:<12}{times}{both / step:8.1%}{share:8.1%}")
+    print(f"  sum of fwd+bwd {step * 1e3:.1f} ms = {batch / step:,.0f} images/s")
+
+
+def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
+    """The dense model's train steps fed by the pipeline vs by one batch repeated."""
+    config = config_lib.load_config("dense_compress")
+    train._set_op_determinism(config.deterministic)
+    strategy = distribute.make_strategy()
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = models.build(config).autoencoder
+        optimizer = train.make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    train_steps = steps.make_train_steps(
+        strategy, model, optimizer, config.batch_size, jit_compile=config.xla
+    )
+    per_call = config.steps_per_loop
+
+    def batches(epoch):
+        return pipeline.train_dataset(
+            images,
+            batch_size=config.batch_size,
+            epoch=epoch,
+            seed=config.seed,
+            noise_factor=0.0,
+            input_shape=models.input_shape(config),
+        )
+
+    one_batch = next(iter(batches(0)))
+    epochs = itertools.count()
+
+    def arm(make_dataset):
+        def run():  # the clock starts after a first call has filled the prefetch buffer
+            iterator = iter(make_dataset())
+            train_steps(iterator, tf.constant(per_call)).numpy()
+            started = time.perf_counter()
+            for _ in range(calls):
+                train_steps(iterator, tf.constant(per_call)).numpy()
+            return time.perf_counter() - started
+
+        return run
+
+    medians = interleaved(
+        {
+            "pipeline": arm(lambda: batches(next(epochs)).repeat()),
+            "one batch repeated": arm(lambda: tf.data.Dataset.from_tensors(one_batch).repeat()),
+        },
+        rounds,
+    )
+    images_per_run = calls * per_call * config.batch_size
+    print(f"dense train steps (xla={config.xla}), {calls * per_call} steps per measurement")
+    for name, seconds in medians.items():
+        print(
+            f"  {name:<20}{images_per_run / seconds:10,.0f} images/s"
+            f"  {seconds / (calls * per_call) * 1e3:5.2f} ms/step"
+        )
+    ratio = medians["pipeline"] / medians["one batch repeated"]
+    print(f"  one batch repeated / pipeline: {ratio:.2f}x")
+
+
+def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256) -> None:
+    """Per-element cost of a bare dataset against the dense pipeline's batches."""
+    count = images.shape[0] // batch
+    indices = tf.reshape(tf.range(count * batch), [count, batch])
+
+    @tf.function
+    def drain(iterator, num_elements):
+        total = tf.constant(0.0)
+        for _ in tf.range(num_elements):
+            first = tf.nest.flatten(next(iterator))[0]
+            total += tf.cast(tf.reshape(first, [-1])[0], tf.float32)
+        return total
+
+    timed = count - 10
+
+    def arm(make_dataset):
+        def run():  # the clock starts after the first 10 elements (iterator start-up)
+            iterator = iter(make_dataset())
+            drain(iterator, tf.constant(10)).numpy()
+            started = time.perf_counter()
+            drain(iterator, tf.constant(timed)).numpy()
+            return time.perf_counter() - started
+
+        return run
+
+    def dense_batches():
+        return pipeline.train_dataset(
+            images, batch_size=batch, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,)
+        )
+
+    medians = interleaved(
+        {
+            "bare elements": arm(lambda: tf.data.Dataset.from_tensor_slices(indices)),
+            "dense batches": arm(dense_batches),
+        },
+        rounds,
+    )
+    print(f"tf.data, {timed} elements drained in a traced loop (us per element)")
+    for name, seconds in medians.items():
+        print(f"  {name:<20}{seconds / timed * 1e6:8.0f}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    tf.random.set_seed(0)  # op determinism wants a seed for the random inputs
+    images = tf.constant(data_lib.load_fashion_mnist(None).x_train)
+    conv_layers(args.rounds)
+    print()
+    dense_steps(args.rounds, images)
+    print()
+    tf_data_floor(args.rounds, images)
+
+
+if __name__ == "__main__":
+    main()
