@@ -59,6 +59,23 @@ def make_optimizer(config) -> keras.optimizers.Optimizer:
     return optimizer
 
 
+def build_model_and_optimizer(config, strategy, initial_weights: list | None = None):
+    """The models a config names and their optimizer, made in `strategy`'s scope, with the
+    optimizer built before any step: otherwise MirroredStrategy's first step under a Keras 3
+    optimizer fails ("You must feed a value for placeholder tensor 'cond/...'").
+
+    `initial_weights` (the autoencoder's) replace the ones the seed gave. Returns the
+    `models.Autoencoder` and the optimizer.
+    """
+    with strategy.scope():
+        nets = models.build(config)
+        if initial_weights is not None:
+            nets.autoencoder.set_weights(initial_weights)
+        optimizer = make_optimizer(config)
+        optimizer.build(nets.autoencoder.trainable_variables)
+    return nets, optimizer
+
+
 def _early_stopping(config) -> callbacks.EarlyStopping | None:
     es = config.early_stopping
     if not es.enabled:
@@ -145,7 +162,7 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
     (train, test) image tensors."""
     per_replica_batch = distribute.per_replica_batch(strategy, config.batch_size)
     workdir_lib.atomic_write_text(output_dir / "config.json", config_lib.to_json(config))
-    _set_op_determinism(config.deterministic)
+    set_op_determinism(config.deterministic)
 
     train_images, test_images = images
     steps_per_epoch = train_images.shape[0] // config.batch_size
@@ -162,11 +179,9 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
 
     keras.utils.set_random_seed(config.seed)
     state = checkpoints_lib.RunState()  # plain variables, outside the strategy scope
+    nets, optimizer = build_model_and_optimizer(config, strategy)
+    model = nets.autoencoder
     with strategy.scope():
-        nets = models.build(config)
-        model = nets.autoencoder
-        optimizer = make_optimizer(config)
-        optimizer.build(model.trainable_variables)  # before the first step, or Mirrored fails
         checkpoints = checkpoints_lib.RunCheckpoints(
             output_dir, model, optimizer, state, resume_from=workdir
         )
@@ -344,7 +359,7 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()[:16]
 
 
-def _set_op_determinism(enabled: bool) -> None:
+def set_op_determinism(enabled: bool) -> None:
     """Turns TensorFlow's op determinism on or off for this process, as the config says.
 
     TensorFlow only exports the switch to turn it on; the off switch is its internal twin. It

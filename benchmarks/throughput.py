@@ -328,12 +328,9 @@ class OurLoop:
         self.train_images = train_images
         self.strategy = distribute.make_strategy()
         keras.utils.set_random_seed(config.seed)
-        with self.strategy.scope():
-            self.model = models.build(config).autoencoder
-            if initial_weights is not None:  # a variant starts where the default loop starts
-                self.model.set_weights(initial_weights)
-            optimizer = train.make_optimizer(config)
-            optimizer.build(self.model.trainable_variables)  # in scope, before the first step
+        # With initial_weights, a variant starts where the default loop starts.
+        nets, optimizer = train.build_model_and_optimizer(config, self.strategy, initial_weights)
+        self.model = nets.autoencoder
         self.initial_weights = self.model.get_weights()
         self.train_steps = steps.make_train_steps(
             self.strategy, self.model, optimizer, config.batch_size, jit_compile=config.xla
@@ -524,22 +521,11 @@ def fit_worker(name: str, weights_path: str) -> None:
         reply(**dataclasses.asdict(run(int(line))))
 
 
-def set_op_determinism(enabled: bool) -> None:
-    """Op determinism on or off for the whole process (TensorFlow exports only the on switch;
-    the off switch is its internal twin, as `autoenc.train` uses it)."""
-    if enabled:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        from tensorflow.python.framework import config as tf_framework_config
-
-        tf_framework_config.disable_op_determinism()
-
-
 def under_determinism(run: Callable[[int], Timing], enabled: bool) -> Callable[[int], Timing]:
     """`run`, with op determinism set as `enabled` says before each call."""
 
     def wrapped(timed_steps):
-        set_op_determinism(enabled)
+        train.set_op_determinism(enabled)
         return run(timed_steps)
 
     wrapped.__dict__.update(run.__dict__)
@@ -568,7 +554,7 @@ def variant_config(config, overrides: dict):
 
 def make_arms(config, name: str, quick: bool, variants: bool) -> tuple[dict, dict]:
     """Builds every arm of one config: {arm: run(timed_steps) -> Timing}, and facts about it."""
-    set_op_determinism(config.deterministic)  # as autoenc.train does; process-wide
+    train.set_op_determinism(config.deterministic)  # as autoenc.train does; process-wide
     data = data_lib.load_fashion_mnist(config.data_dir or None)
     train_images = tf.constant(data.x_train)
     loop = OurLoop(config, train_images)

@@ -107,15 +107,12 @@ def conv_layers(rounds: int, batch: int = 128, repeats: int = 10) -> None:
 def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
     """The dense model's train steps fed by the pipeline vs by one batch repeated."""
     config = config_lib.load_config("dense_compress")
-    train._set_op_determinism(config.deterministic)
+    train.set_op_determinism(config.deterministic)
     strategy = distribute.make_strategy()
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = models.build(config).autoencoder
-        optimizer = train.make_optimizer(config)
-        optimizer.build(model.trainable_variables)
+    nets, optimizer = train.build_model_and_optimizer(config, strategy)
     train_steps = steps.make_train_steps(
-        strategy, model, optimizer, config.batch_size, jit_compile=config.xla
+        strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
     )
     per_call = config.steps_per_loop
 

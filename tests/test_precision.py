@@ -28,13 +28,11 @@ def short_run(tiny_data, model, **overrides):
     config = BASES[model].get_config()
     config.update(dict(batch_size=64, optimizer="adam", **overrides))
     config.learning_rate = 0.003
-    train._set_op_determinism(config.deterministic)
+    train.set_op_determinism(config.deterministic)
     strategy = mirrored(1)
     keras.utils.set_random_seed(0)
-    with strategy.scope():
-        net = models.build(config).autoencoder
-        optimizer = train.make_optimizer(config)
-        optimizer.build(net.trainable_variables)
+    nets, optimizer = train.build_model_and_optimizer(config, strategy)
+    net = nets.autoencoder
     train_steps = steps.make_train_steps(
         strategy, net, optimizer, config.batch_size, jit_compile=config.xla
     )

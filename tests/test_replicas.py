@@ -19,11 +19,8 @@ STEPS = 5
 
 def train_weights(config, replicas, initial_weights):
     strategy = mirrored(replicas)
-    with strategy.scope():
-        model = models.build(config).autoencoder
-        model.set_weights(initial_weights)
-        optimizer = train.make_optimizer(config)
-        optimizer.build(model.trainable_variables)
+    nets, optimizer = train.build_model_and_optimizer(config, strategy, initial_weights)
+    model = nets.autoencoder
     train_steps = steps.make_train_steps(strategy, model, optimizer, config.batch_size)
     dataset = pipeline.train_dataset(
         IMAGES, batch_size=config.batch_size, epoch=0, seed=0,
