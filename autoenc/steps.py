@@ -37,13 +37,12 @@ def make_train_steps(
     The returned losses are global-batch means (summed over replicas), one per step, so the host
     can name the exact step where a loss stopped being finite.
 
-    With `jit_compile`, XLA compiles each replica's loss-and-gradients computation, and with a
-    single replica the optimizer update too (one fused program per step: 1.085x the speed of
-    compiling the gradients alone for the dense model, losses equal to 1e-7). With several
-    replicas the update and its all-reduce stay outside XLA: compiling the whole replicated step
-    fails there. A `keras.optimizers.LossScaleOptimizer` (mixed_float16)
-    gets its loss scaled before differentiation; its `apply_gradients` unscales them and skips
-    steps whose gradients overflowed.
+    With `jit_compile` and a single replica, all the steps of one call run as one XLA program
+    (`_steps_in_one_program`). With several replicas XLA compiles each replica's
+    loss-and-gradients computation, and the update and its all-reduce stay outside XLA:
+    compiling the whole replicated step fails there. A `keras.optimizers.LossScaleOptimizer`
+    (mixed_float16) gets its loss scaled before differentiation; its `apply_gradients` unscales
+    them and skips steps whose gradients overflowed.
     """
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -57,17 +56,15 @@ def make_train_steps(
             differentiated = optimizer.scale_loss(loss) if scales_loss else loss
         return loss, tape.gradient(differentiated, model.trainable_variables)
 
-    whole_step_compiled = jit_compile and strategy.num_replicas_in_sync == 1
-    if jit_compile and not whole_step_compiled:
-        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
-
     def replica_step(batch):
         loss, gradients = loss_and_gradients(*batch)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
-    if whole_step_compiled:
-        replica_step = tf.function(replica_step, jit_compile=True)
+    if jit_compile and strategy.num_replicas_in_sync == 1:
+        return _steps_in_one_program(strategy, replica_step)
+    if jit_compile:
+        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
     @tf.function
     def train_steps(iterator, num_steps):
@@ -76,6 +73,44 @@ def make_train_steps(
             per_replica_loss = strategy.run(replica_step, args=(next(iterator),))
             losses = losses.write(i, strategy.reduce("SUM", per_replica_loss, axis=None))
         return losses.stack()
+
+    return train_steps
+
+
+def _steps_in_one_program(
+    strategy: tf.distribute.Strategy, replica_step: Callable[[tuple], tf.Tensor]
+) -> Callable[[object, tf.Tensor], tf.Tensor]:
+    """`train_steps` for one replica with XLA: the call's batches, stacked, go to one XLA
+    program that loops over them, each step's forward pass, gradients and update fused.
+
+    Launching an XLA program from TensorFlow's loop has a cost per launch that the dense
+    model's small step feels: the same 20 steps on one repeated batch ran 1.46x faster as one
+    program than as 20, and with the real pipeline this made the dense loop 1.27x faster than
+    one program per step (12 interleaved process pairs; the same losses, bit for bit). Stacking
+    copies the batches once (16 MB per 20 dense batches). XLA compiles the program once per
+    distinct `num_steps`: usually `steps_per_loop` and an epoch's shorter last call.
+    """
+
+    @tf.function(jit_compile=True)
+    def run_stacked(stacked):
+        num_steps = tf.shape(tf.nest.flatten(stacked)[0])[0]  # a constant to XLA
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            batch = tf.nest.map_structure(lambda stacked_tensor, i=i: stacked_tensor[i], stacked)
+            losses = losses.write(i, strategy.run(replica_step, args=(batch,)))
+        return losses.stack()
+
+    @tf.function
+    def train_steps(iterator, num_steps):
+        arrays = tf.nest.map_structure(
+            lambda spec: tf.TensorArray(spec.dtype, size=num_steps, element_shape=spec.shape),
+            iterator.element_spec,
+        )
+        for i in tf.range(num_steps):
+            batch = next(iterator)
+            arrays = tf.nest.map_structure(lambda array, t, i=i: array.write(i, t), arrays, batch)
+        stacked = tf.nest.map_structure(lambda array: array.stack(), arrays)
+        return run_stacked(stacked)
 
     return train_steps
 
