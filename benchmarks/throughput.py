@@ -398,7 +398,8 @@ class OurLoop:
             total = tf.constant(0.0)
             for _ in tf.range(num_batches):
                 for tensor in tf.nest.flatten(next(iterator), expand_composites=True):
-                    total += tf.reduce_sum(tensor[:1])  # touch each batch; the loop is the cost
+                    # touch each batch (uint8 or float); the loop is the cost
+                    total += tf.cast(tf.reduce_sum(tensor[:1]), tf.float32)
             return total
 
         def run(_timed_steps):

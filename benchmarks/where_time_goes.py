@@ -5,7 +5,8 @@ Command (from the repository root; about 3 minutes on 2 cores):
 
     python benchmarks/where_time_goes.py [--rounds=N]
 
-Three probes, each with its arms interleaved round by round (A B C, then C B A, ...), medians:
+Four probes; the first three with their arms interleaved round by round (A B C, then C B A,
+...), medians:
 
   layers    each layer of the conv denoiser alone at batch 128, forward and forward+backward
             (gradients for its weights and, except the first layer, its input), with the
@@ -14,15 +15,23 @@ Three probes, each with its arms interleaved round by round (A B C, then C B A, 
             same steps fed one batch over and over (no batch building competing for the cores).
   tf.data   the cost per dataset element of a bare `from_tensor_slices` of a (steps, 256) index
             matrix, drained in a traced loop as the train loop drains batches, against the
-            dense pipeline's real batches (gather, scale, reshape of 256 images).
+            dense pipeline's real batches (a gather of 256 uint8 images).
+  primitives
+            one conv training step (the library's steps, batch 128) in a child process with
+            ONEDNN_VERBOSE=1: oneDNN's own time for each convolution primitive (forward,
+            backward-data, backward-weights) and its GFLOP/s against a 2048x2048 float32 matmul
+            timed in this process, the best of 3 (the throughput benchmark's yardstick).
 
 It runs with launch.py's process settings (oneDNN on, one malloc arena), as the other benchmarks.
 """
 
 import argparse
+import collections
 import itertools
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -200,10 +209,92 @@ def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256) -> None:
         print(f"  {name:<20}{seconds / timed * 1e6:8.0f}")
 
 
+CHILD_FLAG = "--primitives-child"
+CONV_SHAPE = re.compile(r"mb(\d+)_ic(\d+)oc(\d+)_ih\d+oh(\d+)kh(\d+)\D.*_iw\d+ow(\d+)kw(\d+)")
+PRIMITIVES_START = "timed steps start"
+
+
+def primitives_child(steps_timed: int = 3) -> None:
+    """Runs conv train steps; oneDNN prints each primitive's time (ONEDNN_VERBOSE=1)."""
+    config = config_lib.load_config("conv_denoise")
+    train.set_op_determinism(config.deterministic)
+    strategy = distribute.make_strategy()
+    nets, optimizer = train.build_model_and_optimizer(config, strategy)
+    train_steps = steps.make_train_steps(strategy, nets.autoencoder, optimizer, config.batch_size)
+    noisy = tf.random.stateless_uniform([config.batch_size, *models.IMAGE_SHAPE], seed=[0, 1])
+    clean = tf.cast(noisy * 255, tf.uint8)
+    iterator = iter(tf.data.Dataset.from_tensors((noisy, clean)).repeat())
+    train_steps(iterator, tf.constant(2)).numpy()  # primitives are created in the first calls
+    print(PRIMITIVES_START, flush=True)
+    train_steps(iterator, tf.constant(steps_timed)).numpy()
+    sys.stdout.flush()
+
+
+def conv_primitives(steps_timed: int = 3) -> None:
+    """oneDNN's time for each convolution primitive of a conv step, and its GFLOP/s."""
+    child = subprocess.run(
+        [sys.executable, __file__, CHILD_FLAG],
+        env={**os.environ, "ONEDNN_VERBOSE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = child.stdout.split(PRIMITIVES_START, 1)[1].splitlines()
+    matmul_gflops = matmul_rate() / 1e9
+    totals, flops = collections.defaultdict(float), collections.defaultdict(float)
+    other_ms = 0.0
+    for line in lines:
+        fields = line.split(",")
+        if fields[:4] != ["onednn_verbose", "v1", "primitive", "exec"]:
+            continue
+        kind, direction, shape, ms = fields[5], fields[7], fields[-2], float(fields[-1])
+        match = CONV_SHAPE.match(shape)
+        if kind != "convolution" or not match:
+            other_ms += ms / steps_timed
+            continue
+        batch, c_in, c_out, out_h, k_h, out_w, k_w = map(int, match.groups())
+        key = (f"{c_in}->{c_out} at {out_h}x{out_w}", direction)  # two layers share one
+        totals[key] += ms / steps_timed
+        flops[key] += 2 * batch * c_in * c_out * out_h * out_w * k_h * k_w / steps_timed
+    step_ms = sum(totals.values()) + other_ms
+    print(f"oneDNN primitives of one conv train step, batch 128 (ms, mean of {steps_timed} steps;")
+    print(f"  GFLOP/s and its share of a {matmul_gflops:.0f} GFLOP/s float32 matmul)")
+    print(f"  {'convolution':<18}{'pass':<20}{'ms':>7}{'GFLOP/s':>9}{'of matmul':>11}")
+    for (layer, direction), ms in totals.items():
+        gflops = flops[(layer, direction)] / ms / 1e6
+        share = gflops / matmul_gflops
+        print(f"  {layer:<18}{direction:<20}{ms:7.2f}{gflops:9.1f}{share:11.0%}")
+    print(f"  pooling, reorders, other oneDNN primitives: {other_ms:.2f} ms")
+    all_flops = sum(flops.values())
+    rate = all_flops / step_ms / 1e6
+    print(
+        f"  sum {step_ms:.1f} ms for {all_flops / 1e9:.2f} GFLOP: {rate:.1f} GFLOP/s,"
+        f" {rate / matmul_gflops:.0%} of the matmul (oneDNN's time only)"
+    )
+
+
+def matmul_rate(size: int = 2048, calls: int = 3) -> float:
+    """FLOP/s of a `size`x`size` float32 matmul in a `tf.function`, the best of `calls`."""
+    a = tf.random.stateless_normal([size, size], seed=[0, 1])
+    b = tf.random.stateless_normal([size, size], seed=[0, 2])
+    product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    product().numpy()
+    best = float("inf")
+    for _ in range(calls):
+        started = time.perf_counter()
+        product().numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(CHILD_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.primitives_child:
+        primitives_child()
+        return
     tf.random.set_seed(0)  # op determinism wants a seed for the random inputs
     images = tf.constant(data_lib.load_fashion_mnist(None).x_train)
     conv_layers(args.rounds)
@@ -211,6 +302,8 @@ def main(argv=None) -> None:
     dense_steps(args.rounds, images)
     print()
     tf_data_floor(args.rounds, images)
+    print()
+    conv_primitives()
 
 
 if __name__ == "__main__":

@@ -17,18 +17,27 @@ def epoch_batches(epoch, seed=0, noise_factor=0.5, skip=0, shape=(28, 28, 1)):
     return [(x.numpy(), y.numpy()) for x, y in dataset]
 
 
-def test_targets_are_scaled_clean_images_and_inputs_are_clipped_noise():
+def test_targets_are_clean_uint8_images_and_inputs_are_clipped_noise():
     batches = epoch_batches(0)
     assert len(batches) == 3
     noisy, clean = batches[0]
-    assert noisy.shape == clean.shape == (32, 28, 28, 1) and clean.dtype == np.float32
-    originals = IMAGES.numpy().astype(np.float32) / 255
-    for row in clean:  # every target is one of the originals, scaled to [0, 1]
-        assert np.min(np.abs(originals - row[..., 0]).max(axis=(1, 2))) < 1e-6
+    assert noisy.shape == clean.shape == (32, 28, 28, 1)
+    assert clean.dtype == np.uint8 and noisy.dtype == np.float32
+    originals = IMAGES.numpy()
+    for row in clean:  # every target is one of the originals, unscaled
+        assert np.min(np.abs(originals.astype(int) - row[..., 0]).max(axis=(1, 2))) == 0
     assert noisy.min() >= 0 and noisy.max() <= 1
-    noise = noisy - clean
+    noise = noisy - pipeline.to_float(clean).numpy()
     assert 0.2 < np.std(noise) < 0.5  # clipped N(0, 0.5^2) noise
     assert np.mean(noisy[clean == 0]) > 0.15  # clipping biases the black background upwards
+
+
+def test_to_float_scales_uint8_and_passes_floats_through():
+    scaled = pipeline.to_float(tf.constant([0, 51, 255], tf.uint8)).numpy()
+    np.testing.assert_array_equal(scaled, np.float32([0, 51, 255]) / np.float32(255))
+    assert scaled.dtype == np.float32 and scaled[-1] == 1.0
+    floats = tf.constant([0.25, 2.0])
+    assert pipeline.to_float(floats) is floats
 
 
 def test_each_epoch_is_a_permutation_with_fresh_noise():
@@ -37,8 +46,8 @@ def test_each_epoch_is_a_permutation_with_fresh_noise():
     clean1 = np.concatenate([c for _, c in second])
     assert not np.array_equal(clean0, clean1)  # reshuffled
     np.testing.assert_array_equal(np.sort(clean0.ravel()), np.sort(clean1.ravel()))
-    noise0 = np.concatenate([n - c for n, c in first])
-    noise1 = np.concatenate([n - c for n, c in second])
+    noise0 = np.concatenate([n - c / 255 for n, c in first])
+    noise1 = np.concatenate([n - c / 255 for n, c in second])
     assert not np.allclose(noise0, noise1)  # tensorflow#35682: noise must not repeat
 
 
@@ -57,9 +66,9 @@ def test_skipping_batches_resumes_the_same_sequence():
 
 
 def test_zero_noise_and_flat_inputs_for_the_dense_model():
-    noisy, clean = epoch_batches(0, noise_factor=0.0, shape=(784,))[0]
-    assert noisy.shape == (32, 784)
-    np.testing.assert_array_equal(noisy, clean)
+    inputs, clean = epoch_batches(0, noise_factor=0.0, shape=(784,))[0]
+    assert inputs.shape == (32, 784) and inputs.dtype == np.uint8
+    np.testing.assert_array_equal(inputs, clean)
 
 
 def test_eval_noise_is_identical_every_pass_and_covers_every_image():
