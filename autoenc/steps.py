@@ -25,25 +25,20 @@ def regularization_loss(model: keras.Model) -> tf.Tensor:
     return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses])
 
 
-def make_train_steps(
-    strategy: tf.distribute.Strategy,
+def make_replica_step(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     global_batch_size: int,
     *,
-    jit_compile: bool = False,
-) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """Builds `train_steps(iterator, num_steps) -> per-step losses, shape [num_steps]`.
+    jit_gradients: bool = False,
+) -> Callable[[tuple], tf.Tensor]:
+    """Builds `replica_step((inputs, targets)) -> loss`: one replica's forward pass, gradients
+    and optimizer update on its slice of a global batch; `jit_gradients` compiles the
+    loss-and-gradients part with XLA.
 
-    The returned losses are global-batch means (summed over replicas), one per step, so the host
-    can name the exact step where a loss stopped being finite.
-
-    With `jit_compile` and a single replica, all the steps of one call run as one XLA program
-    (`_steps_in_one_program`). With several replicas XLA compiles each replica's
-    loss-and-gradients computation, and the update and its all-reduce stay outside XLA:
-    compiling the whole replicated step fails there. A `keras.optimizers.LossScaleOptimizer`
-    (mixed_float16) gets its loss scaled before differentiation; its `apply_gradients` unscales
-    them and skips steps whose gradients overflowed.
+    A `keras.optimizers.LossScaleOptimizer` (mixed_float16) gets its loss scaled before
+    differentiation; its `apply_gradients` unscales them and skips steps whose gradients
+    overflowed.
     """
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -58,15 +53,46 @@ def make_train_steps(
             differentiated = optimizer.scale_loss(loss) if scales_loss else loss
         return loss, tape.gradient(differentiated, model.trainable_variables)
 
+    if jit_gradients:
+        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
     def replica_step(batch):
         loss, gradients = loss_and_gradients(*batch)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
-    if jit_compile and strategy.num_replicas_in_sync == 1:
-        return _steps_in_one_program(strategy, replica_step)
-    if jit_compile:
-        loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+    return replica_step
+
+
+def make_train_steps(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    global_batch_size: int,
+    *,
+    jit_compile: bool = False,
+) -> Callable[[object, tf.Tensor], tf.Tensor]:
+    """Builds `train_steps(iterator, num_steps) -> per-step losses, shape [num_steps]`.
+
+    The returned losses are global-batch means (summed over replicas), one per step, so the host
+    can name the exact step where a loss stopped being finite.
+
+    With `jit_compile` and a single replica, XLA compiles the whole step (loss, gradients and
+    update), and for a model without convolutions all the steps of one call run as one XLA
+    program (`_steps_in_one_program`). Convolutions keep one program per step: inside the
+    program's loop XLA's CPU convolutions ran 14x slower (TF 2.21), and a conv step (~80 ms
+    here) dwarfs the launch cost anyway. With several replicas XLA compiles each replica's
+    loss-and-gradients computation, and the update and its all-reduce stay outside XLA:
+    compiling the whole replicated step fails there.
+    """
+    single_replica = strategy.num_replicas_in_sync == 1
+    replica_step = make_replica_step(
+        model, optimizer, global_batch_size, jit_gradients=jit_compile and not single_replica
+    )
+    if jit_compile and single_replica:
+        if not _has_convolutions(model):
+            return _steps_in_one_program(strategy, replica_step)
+        replica_step = tf.function(replica_step, jit_compile=True)
 
     @tf.function
     def train_steps(iterator, num_steps):
@@ -79,6 +105,10 @@ def make_train_steps(
     return train_steps
 
 
+def _has_convolutions(model: keras.Model) -> bool:
+    return any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+
+
 def _steps_in_one_program(
     strategy: tf.distribute.Strategy, replica_step: Callable[[tuple], tf.Tensor]
 ) -> Callable[[object, tf.Tensor], tf.Tensor]:
@@ -86,10 +116,10 @@ def _steps_in_one_program(
     program that loops over them, each step's forward pass, gradients and update fused.
 
     Launching an XLA program from TensorFlow's loop has a cost per launch that the dense
-    model's small step feels: the same 20 steps on one repeated batch ran 1.46x faster as one
-    program than as 20, and with the real pipeline this made the dense loop 1.27x faster than
-    one program per step (12 interleaved process pairs; the same losses, bit for bit). Stacking
-    copies the batches once (16 MB per 20 dense batches). XLA compiles the program once per
+    model's small step feels: with the real pipeline, this made the dense loop 1.27x faster
+    than one program per step (12 interleaved process pairs; the same losses, bit for bit;
+    `benchmarks/where_time_goes.py` measures both). Stacking copies the batches once (4 MB per
+    20 dense uint8 batches, for input and target each). XLA compiles the program once per
     distinct `num_steps`: usually `steps_per_loop` and an epoch's shorter last call.
     """
 

@@ -11,8 +11,11 @@ Four probes; the first three with their arms interleaved round by round (A B C, 
   layers    each layer of the conv denoiser alone at batch 128, forward and forward+backward
             (gradients for its weights and, except the first layer, its input), with the
             layer's share of the model's multiply-adds.
-  dense     the dense model's default train steps (XLA) fed by the real pipeline, against the
-            same steps fed one batch over and over (no batch building competing for the cores).
+  dense     the dense model's default train steps (XLA: all the steps of a call as one
+            program) fed by the real pipeline, against the same steps as one XLA program per
+            step launched from TensorFlow's loop (how the library ran them before), and
+            against the default steps fed one batch over and over (no batch building competing
+            for the cores).
   tf.data   the cost per dataset element of a bare `from_tensor_slices` of a (steps, 256) index
             matrix, drained in a traced loop as the train loop drains batches, against the
             dense pipeline's real batches (a gather of 256 uint8 images).
@@ -114,21 +117,35 @@ def conv_layers(rounds: int, batch: int = 128, repeats: int = 10) -> None:
 
 
 def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
-    """The dense model's train steps fed by the pipeline vs by one batch repeated."""
+    """The dense model's train steps fed by the pipeline, as one XLA program per call (the
+    library's) and as one program per step launched from TensorFlow's loop (before), and fed
+    one batch over and over."""
     config = config_lib.load_config("dense_compress")
     train.set_op_determinism(config.deterministic)
     strategy = distribute.make_strategy()
     keras.utils.set_random_seed(config.seed)
     nets, optimizer = train.build_model_and_optimizer(config, strategy)
+    model, batch_size = nets.autoencoder, config.batch_size
     train_steps = steps.make_train_steps(
-        strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
+        strategy, model, optimizer, batch_size, jit_compile=config.xla
     )
+    replica_step = tf.function(
+        steps.make_replica_step(model, optimizer, batch_size), jit_compile=config.xla
+    )
+
+    @tf.function
+    def program_per_step(iterator, num_steps):
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            losses = losses.write(i, strategy.run(replica_step, args=(next(iterator),)))
+        return losses.stack()
+
     per_call = config.steps_per_loop
 
     def batches(epoch):
         return pipeline.train_dataset(
             images,
-            batch_size=config.batch_size,
+            batch_size=batch_size,
             epoch=epoch,
             seed=config.seed,
             noise_factor=0.0,
@@ -138,13 +155,13 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
     one_batch = next(iter(batches(0)))
     epochs = itertools.count()
 
-    def arm(make_dataset):
+    def arm(make_dataset, step_calls=train_steps):
         def run():  # the clock starts after a first call has filled the prefetch buffer
             iterator = iter(make_dataset())
-            train_steps(iterator, tf.constant(per_call)).numpy()
+            step_calls(iterator, tf.constant(per_call)).numpy()
             started = time.perf_counter()
             for _ in range(calls):
-                train_steps(iterator, tf.constant(per_call)).numpy()
+                step_calls(iterator, tf.constant(per_call)).numpy()
             return time.perf_counter() - started
 
         return run
@@ -152,17 +169,20 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
     medians = interleaved(
         {
             "pipeline": arm(lambda: batches(next(epochs)).repeat()),
+            "program per step": arm(lambda: batches(next(epochs)).repeat(), program_per_step),
             "one batch repeated": arm(lambda: tf.data.Dataset.from_tensors(one_batch).repeat()),
         },
         rounds,
     )
-    images_per_run = calls * per_call * config.batch_size
+    images_per_run = calls * per_call * batch_size
     print(f"dense train steps (xla={config.xla}), {calls * per_call} steps per measurement")
     for name, seconds in medians.items():
         print(
             f"  {name:<20}{images_per_run / seconds:10,.0f} images/s"
             f"  {seconds / (calls * per_call) * 1e3:5.2f} ms/step"
         )
+    ratio = medians["program per step"] / medians["pipeline"]
+    print(f"  one XLA program per call / one per step (both fed by the pipeline): {ratio:.2f}x")
     ratio = medians["pipeline"] / medians["one batch repeated"]
     print(f"  one batch repeated / pipeline: {ratio:.2f}x")
 

@@ -1,0 +1,80 @@
+"""The train steps' two speed paths train exactly as the plain ones do.
+
+- With XLA and one replica, the dense model's steps of one call run as one XLA program over the
+  stacked batches; the same steps as one XLA program each must give the same losses and weights
+  (calls of different lengths included: each length is its own compiled program).
+- Training batches carry clean images as uint8 and the step scales them; float batches scaled
+  beforehand must train alike (here: the same losses, and weights within 1e-8: the scaling
+  inside the step's graph changes the rounding of a few weight updates).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from conftest import mirrored, synthetic_images
+
+from autoenc import pipeline, steps, train
+from configs import dense_compress
+
+BATCH = 32
+CALLS = (3, 2, 3)  # steps per call: two program lengths
+
+
+def dense_setup():
+    config = dense_compress.get_config()
+    config.batch_size = BATCH
+    strategy = mirrored(1)
+    keras.utils.set_random_seed(0)
+    nets, optimizer = train.build_model_and_optimizer(config, strategy)
+    return strategy, nets.autoencoder, optimizer
+
+
+def batches(as_float=False):
+    images = tf.constant(synthetic_images(BATCH * sum(CALLS), seed=3))
+    dataset = pipeline.train_dataset(
+        images, batch_size=BATCH, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,)
+    )
+    if as_float:
+        dataset = dataset.map(lambda x, y: (pipeline.to_float(x), pipeline.to_float(y)))
+    return iter(dataset)
+
+
+def train_calls(train_steps, iterator):
+    return np.concatenate([train_steps(iterator, tf.constant(n)).numpy() for n in CALLS])
+
+
+def test_one_xla_program_per_call_trains_like_one_program_per_step():
+    train.set_op_determinism(True)
+    strategy, model, optimizer = dense_setup()
+    one_program = steps.make_train_steps(strategy, model, optimizer, BATCH, jit_compile=True)
+    losses = train_calls(one_program, batches())
+    weights = model.get_weights()
+
+    strategy, model, optimizer = dense_setup()
+    replica_step = tf.function(steps.make_replica_step(model, optimizer, BATCH), jit_compile=True)
+
+    @tf.function
+    def program_per_step(iterator, num_steps):
+        losses = tf.TensorArray(tf.float32, size=num_steps)
+        for i in tf.range(num_steps):
+            losses = losses.write(i, strategy.run(replica_step, args=(next(iterator),)))
+        return losses.stack()
+
+    reference = train_calls(program_per_step, batches())
+    assert len(losses) == sum(CALLS) and losses[-1] < losses[0]  # it trains
+    np.testing.assert_allclose(losses, reference, rtol=1e-6)
+    for got, expected in zip(weights, model.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_uint8_batches_train_like_float_batches():
+    train.set_op_determinism(True)
+    runs = []
+    for as_float in (False, True):
+        strategy, model, optimizer = dense_setup()
+        train_steps = steps.make_train_steps(strategy, model, optimizer, BATCH)
+        runs.append((train_calls(train_steps, batches(as_float)), model.get_weights()))
+    (losses, weights), (float_losses, float_weights) = runs
+    np.testing.assert_allclose(losses, float_losses, rtol=1e-6)
+    for got, expected in zip(weights, float_weights):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
