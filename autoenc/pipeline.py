@@ -77,10 +77,8 @@ def train_dataset(
     steps = count // batch_size
     batch_indices = tf.reshape(order[: steps * batch_size], [steps, batch_size])
 
-    images = tf.reshape(images, [-1, *input_shape])
-
     def make_batch(batch_index, indices):
-        clean = tf.gather(images, indices)
+        clean = tf.reshape(tf.gather(images, indices), [-1, *input_shape])
         if noise_factor == 0:
             return clean, clean
         key = _stream_seed(seed, _TRAIN_NOISE_STREAM, epoch, batch_index)

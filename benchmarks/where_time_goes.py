@@ -1,7 +1,7 @@
 """Where a training step's time goes on this machine: the figures behind README's "Why the rest
 is out of reach here".
 
-Command (from the repository root; about 3 minutes on 2 cores):
+Command (from the repository root; about 1 minute on 2 cores):
 
     python benchmarks/where_time_goes.py [--rounds=N]
 
