@@ -1,7 +1,7 @@
 """Training speed of two commits of this repository, side by side: did a change make the loop
 faster, and did it change the losses?
 
-Command (from the repository root; about 4 minutes with the defaults):
+Command (from the repository root; about 5 minutes with the default 6 pairs):
 
     python benchmarks/compare_commits.py OLD NEW [--config=dense_compress] [--pairs=6]
 
@@ -10,12 +10,12 @@ into a temporary worktree. A pair of fresh Python processes (OLD then NEW, then 
 in the next pair, so drift hits both alike) then trains the config's default loop from that
 checkout's own `autoenc`: the strategy, the model and optimizer from
 `train.build_model_and_optimizer`, `steps.make_train_steps` and `pipeline.train_dataset` over
-the real training images. Each process times 3 measurements of `steps_per_loop`-step calls
-after a first call (the first measurement includes nothing but steady state; compilation
-happens in the untimed call) and prints their images/s and mean losses. Reported: each
-commit's median images/s, NEW/OLD per pair, and the largest relative difference between the
-two commits' mean losses over the same steps (0 means the same arithmetic; for the dense model
-one float32 ulp of the weights moves them by about 1e-7).
+the real training images. Each process times 3 measurements of 10 `steps_per_loop`-step calls,
+each after an untimed call (tracing and compilation happen in the very first), and prints their
+images/s and mean losses. Reported: each commit's median images/s, NEW/OLD per measurement
+(the n-th measurement of one pair's two processes), and the largest relative difference
+between the two commits' mean losses over the same steps (0 means the same arithmetic; for the
+dense model one float32 ulp of the weights moves them by about 1e-7).
 
 It needs both commits to have `train.build_model_and_optimizer` (the commits of 2026-11-26 and
 later). Like the other benchmarks it runs with launch.py's process settings and wants a quiet
@@ -94,10 +94,11 @@ def measure(repo: Path, config_name: str) -> list[dict]:
         capture_output=True,
         text=True,
     )
-    if result.returncode != 0:
+    measurements = [json.loads(line) for line in result.stdout.splitlines() if line[:1] == "{"]
+    if result.returncode != 0 or len(measurements) != MEASUREMENTS:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
         raise SystemExit(f"compare_commits.py: the run in {repo} failed:\n{tail}")
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return measurements
 
 
 def main(argv=None) -> None:
@@ -113,17 +114,22 @@ def main(argv=None) -> None:
         return
     if not (args.old and args.new):
         parser.error("give two commits: OLD NEW")
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="compare_commits.") as scratch:
         trees = {}
-        for label, commit in (("old", args.old), ("new", args.new)):
-            trees[label] = Path(scratch) / label
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(trees[label]),
-                 commit],
-                check=True,
-            )  # fmt: skip
         try:
+            for label, commit in (("old", args.old), ("new", args.new)):
+                tree = Path(scratch) / label
+                added = subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree),
+                     commit],
+                    check=False,
+                )  # fmt: skip
+                if added.returncode != 0:  # git has said why
+                    raise SystemExit(f"compare_commits.py: cannot check out {commit!r}")
+                trees[label] = tree
             runs = {"old": [], "new": []}
             for pair in range(args.pairs):
                 order = ("old", "new") if pair % 2 == 0 else ("new", "old")

@@ -276,6 +276,9 @@ def conv_primitives(steps_timed: int = 3) -> None:
         key = (f"{c_in}->{c_out} at {out_h}x{out_w}", direction)  # two layers share one
         totals[key] += ms / steps_timed
         flops[key] += 2 * batch * c_in * c_out * out_h * out_w * k_h * k_w / steps_timed
+    if not totals:  # e.g. TF_ENABLE_ONEDNN_OPTS=0 exported: Eigen's kernels, no oneDNN log
+        print("oneDNN primitives: none logged (are oneDNN's kernels off?)")
+        return
     step_ms = sum(totals.values()) + other_ms
     print(f"oneDNN primitives of one conv train step, batch 128 (ms, mean of {steps_timed} steps;")
     print(f"  GFLOP/s and its share of a {matmul_gflops:.0f} GFLOP/s float32 matmul)")

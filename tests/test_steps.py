@@ -4,8 +4,8 @@
   stacked batches; the same steps as one XLA program each must give the same losses and weights
   (calls of different lengths included: each length is its own compiled program).
 - Training batches carry clean images as uint8 and the step scales them; float batches scaled
-  beforehand must train alike (here: the same losses, and weights within 1e-8: the scaling
-  inside the step's graph changes the rounding of a few weight updates).
+  beforehand must train alike (seen here: the same losses, and weights within 1e-8: the
+  scaling inside the step's graph changes the rounding of a few weight updates).
 """
 
 import keras
