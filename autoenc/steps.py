@@ -93,6 +93,14 @@ def make_train_steps(
         if not _has_convolutions(model):
             return _steps_in_one_program(strategy, replica_step)
         replica_step = tf.function(replica_step, jit_compile=True)
+    return make_step_loop(strategy, replica_step)
+
+
+def make_step_loop(
+    strategy: tf.distribute.Strategy, replica_step: Callable[[tuple], tf.Tensor]
+) -> Callable[[object, tf.Tensor], tf.Tensor]:
+    """`train_steps(iterator, num_steps)` as TensorFlow's loop: each step takes the next batch
+    and runs `replica_step` on every replica (one XLA launch per step if it is compiled)."""
 
     @tf.function
     def train_steps(iterator, num_steps):

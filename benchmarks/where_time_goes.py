@@ -23,7 +23,7 @@ Four probes; the first three with their arms interleaved round by round (A B C, 
             one conv training step (the library's steps, batch 128) in a child process with
             ONEDNN_VERBOSE=1: oneDNN's own time for each convolution primitive (forward,
             backward-data, backward-weights) and its GFLOP/s against a 2048x2048 float32 matmul
-            timed in this process, the best of 3 (the throughput benchmark's yardstick).
+            timed in this process by the throughput benchmark's own matmul arm (best of 3).
 
 It runs with launch.py's process settings (oneDNN on, one malloc arena), as the other benchmarks.
 """
@@ -48,6 +48,7 @@ configure_process()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import throughput  # noqa: E402  (benchmarks/, the script's own directory)
 
 from autoenc import config as config_lib  # noqa: E402
 from autoenc import data as data_lib  # noqa: E402
@@ -132,14 +133,7 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
     replica_step = tf.function(
         steps.make_replica_step(model, optimizer, batch_size), jit_compile=config.xla
     )
-
-    @tf.function
-    def program_per_step(iterator, num_steps):
-        losses = tf.TensorArray(tf.float32, size=num_steps)
-        for i in tf.range(num_steps):
-            losses = losses.write(i, strategy.run(replica_step, args=(next(iterator),)))
-        return losses.stack()
-
+    program_per_step = steps.make_step_loop(strategy, replica_step)
     per_call = config.steps_per_loop
 
     def batches(epoch):
@@ -260,7 +254,9 @@ def conv_primitives(steps_timed: int = 3) -> None:
         check=True,
     )
     lines = child.stdout.split(PRIMITIVES_START, 1)[1].splitlines()
-    matmul_gflops = matmul_rate() / 1e9
+    measure_matmul = throughput.matmul_arm()  # the throughput benchmark's yardstick
+    measure_matmul(0)  # tracing
+    matmul_gflops = measure_matmul(0).rate / 1e9
     totals, flops = collections.defaultdict(float), collections.defaultdict(float)
     other_ms = 0.0
     for line in lines:
@@ -294,20 +290,6 @@ def conv_primitives(steps_timed: int = 3) -> None:
         f"  sum {step_ms:.1f} ms for {all_flops / 1e9:.2f} GFLOP: {rate:.1f} GFLOP/s,"
         f" {rate / matmul_gflops:.0%} of the matmul (oneDNN's time only)"
     )
-
-
-def matmul_rate(size: int = 2048, calls: int = 3) -> float:
-    """FLOP/s of a `size`x`size` float32 matmul in a `tf.function`, the best of `calls`."""
-    a = tf.random.stateless_normal([size, size], seed=[0, 1])
-    b = tf.random.stateless_normal([size, size], seed=[0, 2])
-    product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
-    product().numpy()
-    best = float("inf")
-    for _ in range(calls):
-        started = time.perf_counter()
-        product().numpy()
-        best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best
 
 
 def main(argv=None) -> None:

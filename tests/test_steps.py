@@ -52,14 +52,7 @@ def test_one_xla_program_per_call_trains_like_one_program_per_step():
 
     strategy, model, optimizer = dense_setup()
     replica_step = tf.function(steps.make_replica_step(model, optimizer, BATCH), jit_compile=True)
-
-    @tf.function
-    def program_per_step(iterator, num_steps):
-        losses = tf.TensorArray(tf.float32, size=num_steps)
-        for i in tf.range(num_steps):
-            losses = losses.write(i, strategy.run(replica_step, args=(next(iterator),)))
-        return losses.stack()
-
+    program_per_step = steps.make_step_loop(strategy, replica_step)
     reference = train_calls(program_per_step, batches())
     assert len(losses) == sum(CALLS) and losses[-1] < losses[0]  # it trains
     np.testing.assert_allclose(losses, reference, rtol=1e-6)
