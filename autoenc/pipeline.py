@@ -15,6 +15,7 @@ import tensorflow as tf
 
 # Independent random streams derived from the one user seed.
 _SHUFFLE_STREAM, _TRAIN_NOISE_STREAM, _EVAL_NOISE_STREAM = 1, 2, 3
+_IN_ORDER_IN_PARALLEL = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _stream_seed(seed: int, stream: int, *keys) -> tf.Tensor:
@@ -51,6 +52,7 @@ def train_dataset(
     noise_factor: float,
     input_shape: tuple,
     skip_batches: int = 0,
+    block_sizes: list[int] | None = None,
 ) -> tf.data.Dataset:
     """One epoch of shuffled training batches, (noisy input, clean target).
 
@@ -66,6 +68,11 @@ def train_dataset(
         noise_factor: 0 gives clean inputs (the compression model).
         input_shape: the shape of one model input, e.g. (784,) or (28, 28, 1).
         skip_batches: batches of this epoch already trained (resuming mid-epoch).
+        block_sizes: if given, each element is a block of that many consecutive batches
+            (shape [size, batch_size, *input_shape]), gathered at once, in this order from
+            `skip_batches` on: the one-program train step (`autoenc.steps`) takes a call's
+            batches as one block, so the pipeline's per-element cost is paid once per call.
+            The blocks hold the same batches, with the same noise, as the per-batch elements.
     """
     count = images.shape[0]
     order = tf.random.experimental.stateless_shuffle(
@@ -77,15 +84,40 @@ def train_dataset(
     steps = count // batch_size
     batch_indices = tf.reshape(order[: steps * batch_size], [steps, batch_size])
 
+    def noisy(clean, batch_index):
+        key = _stream_seed(seed, _TRAIN_NOISE_STREAM, epoch, batch_index)
+        return add_noise(to_float(clean), noise_factor, key)
+
     def make_batch(batch_index, indices):
         clean = tf.reshape(tf.gather(images, indices), [-1, *input_shape])
+        return (clean if noise_factor == 0 else noisy(clean, batch_index)), clean
+
+    def make_block(first_batch, size):
+        indices = batch_indices[first_batch : first_batch + size]
+        clean = tf.reshape(tf.gather(images, indices), [size, batch_size, *input_shape])
         if noise_factor == 0:
             return clean, clean
-        key = _stream_seed(seed, _TRAIN_NOISE_STREAM, epoch, batch_index)
-        return add_noise(to_float(clean), noise_factor, key), clean
+        inputs = tf.map_fn(
+            lambda i: noisy(clean[i], first_batch + i),
+            tf.range(size, dtype=tf.int64),
+            fn_output_signature=tf.float32,
+        )
+        return inputs, clean
 
-    dataset = tf.data.Dataset.from_tensor_slices(batch_indices).enumerate().skip(skip_batches)
-    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if block_sizes is None:
+        dataset = tf.data.Dataset.from_tensor_slices(batch_indices).enumerate()
+        dataset = dataset.skip(skip_batches).map(make_batch, **_IN_ORDER_IN_PARALLEL)
+    else:
+        if skip_batches + sum(block_sizes) > steps or min(block_sizes, default=1) < 1:
+            raise ValueError(
+                f"blocks {block_sizes} from batch {skip_batches} must be positive and fit the"
+                f" epoch's {steps} batches"
+            )
+        firsts = [skip_batches + sum(block_sizes[:n]) for n in range(len(block_sizes))]
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(firsts, tf.int64), tf.constant(block_sizes, tf.int64))
+        )
+        dataset = dataset.map(make_block, **_IN_ORDER_IN_PARALLEL)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -108,5 +140,5 @@ def eval_dataset(
         return add_noise(clean, noise_factor, key), clean
 
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
-    dataset = dataset.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(make_batch, **_IN_ORDER_IN_PARALLEL)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -77,11 +77,14 @@ def make_train_steps(
     The returned losses are global-batch means (summed over replicas), one per step, so the host
     can name the exact step where a loss stopped being finite.
 
-    With `jit_compile` and a single replica, XLA compiles the whole step (loss, gradients and
-    update), and for a model without convolutions all the steps of one call run as one XLA
-    program (`_steps_in_one_program`). Convolutions keep one program per step: inside the
-    program's loop XLA's CPU convolutions ran 14x slower (TF 2.21), and a conv step (~80 ms
-    here) dwarfs the launch cost anyway. With several replicas XLA compiles each replica's
+    The iterator yields one batch per step, except where `trains_on_blocks` is true: then it
+    yields one block per call, `num_steps` batches stacked (`pipeline.train_dataset`'s
+    `block_sizes`), and all the steps of the call run as one XLA program
+    (`_steps_in_one_program`). That is with `jit_compile`, a single replica and a model
+    without convolutions. With `jit_compile`, a single replica and convolutions, XLA
+    compiles the whole step (loss, gradients and update) per step: inside the one-program
+    loop XLA's CPU convolutions ran 14x slower (TF 2.21), and a conv step (~80 ms here) dwarfs
+    the launch cost anyway. With several replicas XLA compiles each replica's
     loss-and-gradients computation, and the update and its all-reduce stay outside XLA:
     compiling the whole replicated step fails there.
     """
@@ -89,11 +92,17 @@ def make_train_steps(
     replica_step = make_replica_step(
         model, optimizer, global_batch_size, jit_gradients=jit_compile and not single_replica
     )
+    if trains_on_blocks(strategy, model, jit_compile=jit_compile):
+        return _steps_in_one_program(strategy, replica_step)
     if jit_compile and single_replica:
-        if not _has_convolutions(model):
-            return _steps_in_one_program(strategy, replica_step)
         replica_step = tf.function(replica_step, jit_compile=True)
     return make_step_loop(strategy, replica_step)
+
+
+def trains_on_blocks(strategy: tf.distribute.Strategy, model: keras.Model, *, jit_compile: bool):
+    """Whether `make_train_steps`' function takes a block of batches per call (see there)."""
+    single_replica = strategy.num_replicas_in_sync == 1
+    return jit_compile and single_replica and not _has_convolutions(model)
 
 
 def make_step_loop(
@@ -120,37 +129,38 @@ def _has_convolutions(model: keras.Model) -> bool:
 def _steps_in_one_program(
     strategy: tf.distribute.Strategy, replica_step: Callable[[tuple], tf.Tensor]
 ) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """`train_steps` for one replica with XLA: the call's batches, stacked, go to one XLA
-    program that loops over them, each step's forward pass, gradients and update fused.
+    """`train_steps` for one replica with XLA: the call's block of batches (one iterator
+    element, [num_steps, batch, ...]) goes to one XLA program that loops over it, each step's
+    forward pass, gradients and update fused.
 
     Launching an XLA program from TensorFlow's loop has a cost per launch that the dense
-    model's small step feels: with the real pipeline, this made the dense loop 1.27x faster
-    than one program per step (12 interleaved process pairs; the same losses, bit for bit;
-    `benchmarks/where_time_goes.py` measures both). Stacking copies the batches once (4 MB per
-    20 dense uint8 batches, for input and target each). XLA compiles the program once per
-    distinct `num_steps`: usually `steps_per_loop` and an epoch's shorter last call.
+    model's small step feels: with the real pipeline, one program per call made the dense loop
+    1.27x faster than one program per step (12 interleaved process pairs; the same losses, bit
+    for bit; `benchmarks/where_time_goes.py` measures both). Taking the call's batches as one
+    block, rather than `num_steps` elements stacked in the function, saves the pipeline
+    `num_steps - 1` element hand-overs and the function a copy of them. XLA compiles the
+    program once per distinct `num_steps`: usually `steps_per_loop` and an epoch's shorter last
+    call.
     """
 
     @tf.function(jit_compile=True)
-    def run_stacked(stacked):
-        num_steps = tf.shape(tf.nest.flatten(stacked)[0])[0]  # a constant to XLA
+    def run_block(block):
+        num_steps = tf.shape(tf.nest.flatten(block)[0])[0]  # a constant to XLA
         losses = tf.TensorArray(tf.float32, size=num_steps)
         for i in tf.range(num_steps):
-            batch = tf.nest.map_structure(lambda stacked_tensor, i=i: stacked_tensor[i], stacked)
+            batch = tf.nest.map_structure(lambda blocked, i=i: blocked[i], block)
             losses = losses.write(i, strategy.run(replica_step, args=(batch,)))
         return losses.stack()
 
     @tf.function
     def train_steps(iterator, num_steps):
-        arrays = tf.nest.map_structure(
-            lambda spec: tf.TensorArray(spec.dtype, size=num_steps, element_shape=spec.shape),
-            iterator.element_spec,
+        block = next(iterator)
+        block_steps = tf.shape(tf.nest.flatten(block)[0])[0]
+        check = tf.debugging.assert_equal(
+            block_steps, num_steps, message="the pipeline's block is not num_steps batches"
         )
-        for i in tf.range(num_steps):
-            batch = next(iterator)
-            arrays = tf.nest.map_structure(lambda array, t, i=i: array.write(i, t), arrays, batch)
-        stacked = tf.nest.map_structure(lambda array: array.stack(), arrays)
-        return run_stacked(stacked)
+        with tf.control_dependencies([check]):  # no step runs on a block of the wrong length
+            return run_block(block)
 
     return train_steps
 

@@ -204,6 +204,7 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
     train_steps = steps.make_train_steps(
         strategy, model, optimizer, config.batch_size, jit_compile=config.xla
     )
+    blocks = steps.trains_on_blocks(strategy, model, jit_compile=config.xla)
     eval_model = steps.make_eval_sums(strategy, model)
     eval_data = pipeline.eval_dataset(
         test_images,
@@ -220,6 +221,13 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
     while epoch < config.epochs and not stopped_early:
         started = time.perf_counter()
         done_in_epoch = int(state.step) - epoch * steps_per_epoch
+        calls = call_sizes(
+            done_in_epoch,
+            steps_per_epoch,
+            config.steps_per_loop,
+            config.checkpoint_every_steps,
+            step=int(state.step),
+        )
         dataset = pipeline.train_dataset(
             train_images,
             batch_size=config.batch_size,
@@ -228,17 +236,15 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
             noise_factor=config.noise_factor,
             input_shape=input_shape,
             skip_batches=done_in_epoch,
+            block_sizes=calls if blocks else None,
         )
         iterator = iter(distribute.distribute_dataset(strategy, dataset))
         progress = (
             keras.utils.Progbar(steps_per_epoch, unit_name="step") if sys.stdout.isatty() else None
         )
         trained_here = 0
-        while done_in_epoch < steps_per_epoch:
-            count = min(config.steps_per_loop, steps_per_epoch - done_in_epoch)
-            every = config.checkpoint_every_steps
-            if every:
-                count = min(count, every - int(state.step) % every)
+        every = config.checkpoint_every_steps
+        for count in calls:
             summaries.train_graph(train_steps, iterator, tf.constant(count))  # first call only
             losses = train_steps(iterator, tf.constant(count)).numpy()
             _check_finite(losses, epoch, int(state.step), workdir)
@@ -336,6 +342,23 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
     if output_dir == workdir:  # a non-chief worker's figures would be thrown away
         plots_lib.write_figures(config, workdir, model, eval_data)
     return metrics
+
+
+def call_sizes(
+    done_in_epoch: int, steps_per_epoch: int, steps_per_loop: int, every: int, *, step: int
+) -> list[int]:
+    """How many steps each `train_steps` call of the rest of an epoch runs: `steps_per_loop`,
+    cut short at the epoch's end and, with `every` (checkpoint_every_steps) > 0, at each global
+    step that is a multiple of it. `step` is the global step before the first call."""
+    sizes = []
+    while done_in_epoch < steps_per_epoch:
+        count = min(steps_per_loop, steps_per_epoch - done_in_epoch)
+        if every:
+            count = min(count, every - step % every)
+        sizes.append(count)
+        done_in_epoch += count
+        step += count
+    return sizes
 
 
 def test_metrics(strategy, model, dist_eval_data, noise_factor: float) -> dict:

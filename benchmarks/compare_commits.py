@@ -10,12 +10,13 @@ into a temporary worktree. A pair of fresh Python processes (OLD then NEW, then 
 in the next pair, so drift hits both alike) then trains the config's default loop from that
 checkout's own `autoenc`: the strategy, the model and optimizer from
 `train.build_model_and_optimizer`, `steps.make_train_steps` and `pipeline.train_dataset` over
-the real training images. Each process times 3 measurements of 10 `steps_per_loop`-step calls,
-each after an untimed call (tracing and compilation happen in the very first), and prints their
-images/s and mean losses. Reported: each commit's median images/s, NEW/OLD per measurement
-(the n-th measurement of one pair's two processes), and the largest relative difference
-between the two commits' mean losses over the same steps (0 means the same arithmetic; for the
-dense model one float32 ulp of the weights moves them by about 1e-7).
+the real training images (as blocks of a call's batches where the steps take blocks). Each
+process times 3 measurements of 10 `steps_per_loop`-step calls, each after an untimed call
+(tracing and compilation happen in the very first), and prints their images/s and mean losses.
+Reported: each commit's median images/s, NEW/OLD per measurement (the n-th measurement of one
+pair's two processes), and the largest relative difference between the two commits' mean
+losses over the same steps (0 means the same arithmetic; for the dense model one float32 ulp
+of the weights moves them by about 1e-7).
 
 It needs both commits to have `train.build_model_and_optimizer` (the commits of 2026-11-26 and
 later). Like the other benchmarks it runs with launch.py's process settings and wants a quiet
@@ -62,8 +63,13 @@ def child(repo: str, config_name: str) -> None:
     )
     images = tf.constant(data_lib.load_fashion_mnist(None).x_train)
     per_call = tf.constant(config.steps_per_loop)
+    # Steps that take a block of batches per call (commits since steps.trains_on_blocks) get
+    # the calls of one measurement as blocks from one epoch; older steps take batches.
+    takes_blocks = getattr(steps, "trains_on_blocks", lambda *args, **kwargs: False)
+    blocks = takes_blocks(strategy, nets.autoencoder, jit_compile=config.xla)
 
     def batches(epoch):
+        block_sizes = {"block_sizes": [config.steps_per_loop] * (1 + CALLS_PER_MEASUREMENT)}
         dataset = pipeline.train_dataset(
             images,
             batch_size=config.batch_size,
@@ -71,8 +77,10 @@ def child(repo: str, config_name: str) -> None:
             seed=config.seed,
             noise_factor=config.noise_factor,
             input_shape=models.input_shape(config),
+            **(block_sizes if blocks else {}),
         )
-        return iter(distribute.distribute_dataset(strategy, dataset.repeat()))
+        dataset = dataset if blocks else dataset.repeat()
+        return iter(distribute.distribute_dataset(strategy, dataset))
 
     train_steps(batches(0), per_call).numpy()  # tracing and compilation
     for measurement in range(MEASUREMENTS):

@@ -38,9 +38,10 @@ its own):
             input and target (dense), or noisy inputs precomputed once (conv). `fit` has no
             on-the-fly noise, so its noise is the same every epoch and costs it nothing per step.
   clean     (conv) ours with noise_factor 0: with `ours`, the end-to-end cost of the noise.
-  pipeline  `pipeline.train_dataset` drained by a traced loop with no model, a whole epoch per
-            iterator, for at least 1 s (0.3 s --quick) (conv: also `pipeline_clean`, without the
-            noise).
+  pipeline  `pipeline.train_dataset` drained by a traced loop with no model, as `ours` takes
+            it (a call's batches one by one, or, for the dense model's XLA steps, one block of
+            them per call), a whole epoch per iterator, for at least 1 s (0.3 s --quick)
+            (conv: also `pipeline_clean`, without the noise).
   matmul    (conv) a 2048x2048 float32 matmul in a `tf.function`, best of 3 calls: the
             machine's attainable float32 rate, against which the conv step's GFLOP/s is put.
 
@@ -335,15 +336,20 @@ class OurLoop:
         self.train_steps = steps.make_train_steps(
             self.strategy, self.model, optimizer, config.batch_size, jit_compile=config.xla
         )
+        self.blocks = steps.trains_on_blocks(self.strategy, self.model, jit_compile=config.xla)
 
     def iterator(self, epochs, noise_factor: float, num_steps: int = 1):
         """Batches for `num_steps` steps: one epoch, or consecutive ones if it needs more.
 
         `epochs` is the arm's own counter: a new epoch (order, noise) for every measurement,
         and the n-th measurement of every arm draws the same epochs, so a variant trains the
-        batches `ours` trains.
+        batches `ours` trains. Steps that take blocks (`steps.trains_on_blocks`) get blocks of
+        `steps_per_loop` batches, as many as fit each epoch: its last few batches are left out
+        (training would run them as a shorter call), so every call has the same length.
         """
         steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
+        per_call = self.config.steps_per_loop
+        usable = steps_per_epoch // per_call * per_call if self.blocks else steps_per_epoch
         datasets = [
             pipeline.train_dataset(
                 self.train_images,
@@ -352,8 +358,9 @@ class OurLoop:
                 seed=self.config.seed,
                 noise_factor=noise_factor,
                 input_shape=models.input_shape(self.config),
+                block_sizes=[per_call] * (usable // per_call) if self.blocks else None,
             )
-            for _ in range(-(-num_steps // steps_per_epoch))
+            for _ in range(-(-num_steps // usable))
         ]
         dataset = datasets[0]
         for later in datasets[1:]:
@@ -382,7 +389,8 @@ class OurLoop:
         return run
 
     def pipeline_arm(self, noise_factor: float, min_seconds: float) -> Callable[[int], Timing]:
-        """The same batches drained by a traced loop like `train_steps`', with no model.
+        """The same batches drained by a traced loop like `train_steps`', with no model: a
+        call's batches one by one, or its one block when the steps take blocks.
 
         One measurement drains fresh iterators, each for an epoch's batches after the first
         block, until at least `min_seconds` were timed: one epoch alone can take a tenth of a
@@ -392,11 +400,12 @@ class OurLoop:
         steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
         batches = (steps_per_epoch - per_call) // per_call * per_call
         epochs = itertools.count()
+        elements_per_call = tf.constant(1 if self.blocks else per_call)
 
         @tf.function
-        def drain(iterator, num_batches):
+        def drain(iterator, num_elements):
             total = tf.constant(0.0)
-            for _ in tf.range(num_batches):
+            for _ in tf.range(num_elements):
                 for tensor in tf.nest.flatten(next(iterator), expand_composites=True):
                     # touch each batch (uint8 or float); the loop is the cost
                     total += tf.cast(tf.reduce_sum(tensor[:1]), tf.float32)
@@ -407,7 +416,7 @@ class OurLoop:
             while seconds < min_seconds:
                 timing, _ = clock_blocks(
                     lambda: self.iterator(epochs, noise_factor),
-                    lambda iterator: drain(iterator, tf.constant(per_call)).numpy(),
+                    lambda iterator: drain(iterator, elements_per_call).numpy(),
                     batches,
                     per_call,
                     self.config.batch_size,
@@ -674,7 +683,7 @@ def measure(arms: dict, timed_steps: int, warm_steps: int, pairs: int) -> dict[s
             unit = "GFLOP/s" if name == "matmul" else "images/s"
             scale = 1e9 if name == "matmul" else 1.0
             log(
-                f"  round {round_index + 1}/{pairs}  {name:<15}{timing.rate / scale:10,.1f} {unit}"
+                f"  round {round_index + 1}/{pairs}  {name:<15}{timing.rate / scale:12,.0f} {unit}"
                 f"  (others busy: {timing.others:.2f} cores)"
             )
     return results
@@ -775,13 +784,13 @@ def format_config(name: str, s: dict) -> str:
         f" measurement, {len(arms['ours']['rates'])} rounds, {s['replicas']} replica(s),"
         f" steps_per_loop {s['steps_per_loop']}, op determinism"
         f" {'on' if s['deterministic'] else 'off'}, xla {s['xla']}, {s['precision']}",
-        f"  {'arm':<16}{'median':>11}{'min':>10}{'max':>10}  {'setup s':>8}  {'others':>6}  unit",
+        f"  {'arm':<16}{'median':>12}{'min':>12}{'max':>12}  {'setup s':>8}  {'others':>6}  unit",
     ]
     for arm, a in arms.items():
         unit, scale = ("GFLOP/s", 1e9) if arm == "matmul" else ("images/s", 1.0)
         low, high = min(a["rates"]) / scale, max(a["rates"]) / scale
         lines.append(
-            f"  {arm:<16}{a['median_rate'] / scale:11,.1f}{low:10,.1f}{high:10,.1f}"
+            f"  {arm:<16}{a['median_rate'] / scale:12,.0f}{low:12,.0f}{high:12,.0f}"
             f"  {a['median_setup_seconds']:8.2f}  {max(a['others_cores']):6.2f}  {unit}"
         )
     lines.append(f"  {'ratio (per round)':<26}{'median':>8}   per round")

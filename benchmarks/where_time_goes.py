@@ -12,13 +12,14 @@ Four probes; the first three with their arms interleaved round by round (A B C, 
             (gradients for its weights and, except the first layer, its input), with the
             layer's share of the model's multiply-adds.
   dense     the dense model's default train steps (XLA: all the steps of a call as one
-            program) fed by the real pipeline, against the same steps as one XLA program per
-            step launched from TensorFlow's loop (how the library ran them before), and
-            against the default steps fed one batch over and over (no batch building competing
-            for the cores).
+            program, on one block of the call's batches) fed by the real pipeline, against the
+            same steps as one XLA program per step launched from TensorFlow's loop on batch
+            after batch (how the library ran them before), and against the default steps fed
+            one block over and over (no batch building competing for the cores).
   tf.data   the cost per dataset element of a bare `from_tensor_slices` of a (steps, 256) index
             matrix, drained in a traced loop as the train loop drains batches, against the
-            dense pipeline's real batches (a gather of 256 uint8 images).
+            dense pipeline's real batches (a gather of 256 uint8 images) and its blocks of 20
+            batches (one gather of 5,120 images), per element and per batch.
   primitives
             one conv training step (the library's steps, batch 128) in a child process with
             ONEDNN_VERBOSE=1: oneDNN's own time for each convolution primitive (forward,
@@ -136,7 +137,7 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
     program_per_step = steps.make_step_loop(strategy, replica_step)
     per_call = config.steps_per_loop
 
-    def batches(epoch):
+    def batches(epoch, blocks=True):  # one epoch: one call to fill the buffer, then `calls`
         return pipeline.train_dataset(
             images,
             batch_size=batch_size,
@@ -144,9 +145,10 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
             seed=config.seed,
             noise_factor=0.0,
             input_shape=models.input_shape(config),
+            block_sizes=[per_call] * (1 + calls) if blocks else None,
         )
 
-    one_batch = next(iter(batches(0)))
+    one_block = next(iter(batches(0)))
     epochs = itertools.count()
 
     def arm(make_dataset, step_calls=train_steps):
@@ -162,9 +164,9 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
 
     medians = interleaved(
         {
-            "pipeline": arm(lambda: batches(next(epochs)).repeat()),
-            "program per step": arm(lambda: batches(next(epochs)).repeat(), program_per_step),
-            "one batch repeated": arm(lambda: tf.data.Dataset.from_tensors(one_batch).repeat()),
+            "pipeline": arm(lambda: batches(next(epochs))),
+            "program per step": arm(lambda: batches(next(epochs), blocks=False), program_per_step),
+            "one block repeated": arm(lambda: tf.data.Dataset.from_tensors(one_block).repeat()),
         },
         rounds,
     )
@@ -177,13 +179,15 @@ def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
         )
     ratio = medians["program per step"] / medians["pipeline"]
     print(f"  one XLA program per call / one per step (both fed by the pipeline): {ratio:.2f}x")
-    ratio = medians["pipeline"] / medians["one batch repeated"]
-    print(f"  one batch repeated / pipeline: {ratio:.2f}x")
+    ratio = medians["pipeline"] / medians["one block repeated"]
+    print(f"  one block repeated / pipeline: {ratio:.2f}x")
 
 
-def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256) -> None:
-    """Per-element cost of a bare dataset against the dense pipeline's batches."""
+def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256, block: int = 20) -> None:
+    """Cost per dataset element of a bare dataset, the dense pipeline's batches and its blocks
+    of `block` batches (what the dense XLA steps take per call)."""
     count = images.shape[0] // batch
+    blocks = count // block
     indices = tf.reshape(tf.range(count * batch), [count, batch])
 
     @tf.function
@@ -194,33 +198,36 @@ def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256) -> None:
             total += tf.cast(tf.reshape(first, [-1])[0], tf.float32)
         return total
 
-    timed = count - 10
-
-    def arm(make_dataset):
-        def run():  # the clock starts after the first 10 elements (iterator start-up)
+    def arm(make_dataset, warm, timed):
+        def run():  # the clock starts after the first `warm` elements (iterator start-up)
             iterator = iter(make_dataset())
-            drain(iterator, tf.constant(10)).numpy()
+            drain(iterator, tf.constant(warm)).numpy()
             started = time.perf_counter()
             drain(iterator, tf.constant(timed)).numpy()
             return time.perf_counter() - started
 
         return run
 
-    def dense_batches():
+    def dense(block_sizes=None):
         return pipeline.train_dataset(
-            images, batch_size=batch, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,)
-        )
+            images, batch_size=batch, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,),
+            block_sizes=block_sizes,
+        )  # fmt: skip
 
+    # name: (dataset, warm-up elements, timed elements, batches per element)
+    setups = {
+        "bare elements": (lambda: tf.data.Dataset.from_tensor_slices(indices), 10, count - 10, 1),
+        "dense batches": (dense, 10, count - 10, 1),
+        f"dense blocks of {block}": (lambda: dense([block] * blocks), 1, blocks - 1, block),
+    }
     medians = interleaved(
-        {
-            "bare elements": arm(lambda: tf.data.Dataset.from_tensor_slices(indices)),
-            "dense batches": arm(dense_batches),
-        },
-        rounds,
+        {name: arm(make, warm, timed) for name, (make, warm, timed, _) in setups.items()}, rounds
     )
-    print(f"tf.data, {timed} elements drained in a traced loop (us per element)")
+    print("tf.data, an epoch's elements drained in a traced loop (us per element, per batch)")
     for name, seconds in medians.items():
-        print(f"  {name:<20}{seconds / timed * 1e6:8.0f}")
+        _, _, timed, per_element = setups[name]
+        microseconds = seconds / timed * 1e6
+        print(f"  {name:<20}{microseconds:8.0f}{microseconds / per_element:8.0f}")
 
 
 CHILD_FLAG = "--primitives-child"

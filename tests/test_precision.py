@@ -42,13 +42,15 @@ def short_run(tiny_data, model, **overrides):
     eval_data = pipeline.eval_dataset(
         test_images, batch_size=64, seed=0, noise_factor=config.noise_factor, input_shape=shape
     )
+    num_steps = len(tiny_data.x_train) // 64
+    one_block = steps.trains_on_blocks(strategy, net, jit_compile=config.xla)
     val_losses = []
     for epoch in range(EPOCHS):
         batches = pipeline.train_dataset(
             images, batch_size=64, epoch=epoch, seed=0, noise_factor=config.noise_factor,
-            input_shape=shape,
+            input_shape=shape, block_sizes=[num_steps] if one_block else None,
         )  # fmt: skip
-        train_steps(iter(batches), tf.constant(len(tiny_data.x_train) // 64))
+        train_steps(iter(batches), tf.constant(num_steps))
         val_losses.append(steps.sums_to_means(eval_sums(eval_data))["loss"])
     return np.array(val_losses)
 

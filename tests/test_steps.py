@@ -1,8 +1,9 @@
 """The train steps' two speed paths train exactly as the plain ones do.
 
 - With XLA and one replica, the dense model's steps of one call run as one XLA program over the
-  stacked batches; the same steps as one XLA program each must give the same losses and weights
-  (calls of different lengths included: each length is its own compiled program).
+  call's block of batches; the same steps as one XLA program each, fed batch by batch, must give
+  the same losses and weights (calls of different lengths included: each length is its own
+  compiled program).
 - Training batches carry clean images as uint8 and the step scales them; float batches scaled
   beforehand must train alike (seen here: the same losses, and weights within 1e-8: the
   scaling inside the step's graph changes the rounding of a few weight updates).
@@ -10,6 +11,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import mirrored, synthetic_images
 
@@ -29,11 +31,12 @@ def dense_setup():
     return strategy, nets.autoencoder, optimizer
 
 
-def batches(as_float=False):
+def batches(as_float=False, blocks=False):
     images = tf.constant(synthetic_images(BATCH * sum(CALLS), seed=3))
     dataset = pipeline.train_dataset(
-        images, batch_size=BATCH, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,)
-    )
+        images, batch_size=BATCH, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,),
+        block_sizes=list(CALLS) if blocks else None,
+    )  # fmt: skip
     if as_float:
         dataset = dataset.map(lambda x, y: (pipeline.to_float(x), pipeline.to_float(y)))
     return iter(dataset)
@@ -46,8 +49,9 @@ def train_calls(train_steps, iterator):
 def test_one_xla_program_per_call_trains_like_one_program_per_step():
     train.set_op_determinism(True)
     strategy, model, optimizer = dense_setup()
+    assert steps.trains_on_blocks(strategy, model, jit_compile=True)
     one_program = steps.make_train_steps(strategy, model, optimizer, BATCH, jit_compile=True)
-    losses = train_calls(one_program, batches())
+    losses = train_calls(one_program, batches(blocks=True))
     weights = model.get_weights()
 
     strategy, model, optimizer = dense_setup()
@@ -71,3 +75,22 @@ def test_uint8_batches_train_like_float_batches():
     np.testing.assert_allclose(losses, float_losses, rtol=1e-6)
     for got, expected in zip(weights, float_weights):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_a_block_of_another_length_than_the_call_is_refused():
+    strategy, model, optimizer = dense_setup()
+    one_program = steps.make_train_steps(strategy, model, optimizer, BATCH, jit_compile=True)
+    before = model.get_weights()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not num_steps batches"):
+        one_program(batches(blocks=True), tf.constant(CALLS[0] + 1))
+    for got, expected in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(got, expected)  # refused before any step
+
+
+def test_only_the_one_replica_xla_dense_steps_take_blocks():
+    strategy, model, _ = dense_setup()
+    assert steps.trains_on_blocks(strategy, model, jit_compile=True)
+    assert not steps.trains_on_blocks(strategy, model, jit_compile=False)
+    assert not steps.trains_on_blocks(mirrored(2), model, jit_compile=True)
+    conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3)])
+    assert not steps.trains_on_blocks(strategy, conv, jit_compile=True)
