@@ -43,7 +43,9 @@ its own):
             them per call), a whole epoch per iterator, for at least 1 s (0.3 s --quick)
             (conv: also `pipeline_clean`, without the noise).
   matmul    (conv) a 2048x2048 float32 matmul in a `tf.function`, best of 3 calls: the
-            machine's attainable float32 rate, against which the conv step's GFLOP/s is put.
+            machine's attainable float32 rate. The 40% target puts the conv step's median
+            GFLOP/s against the best matmul of the run (a matmul measured in a slow stretch
+            would flatter a per-round ratio; that ratio is shown too, as conv_over_matmul).
 
 How it measures: one warm-up measurement of every arm (tracing, first calls), then `--pairs`
 rounds, each running every arm once, in reverse order on odd rounds (A B ... B A), so drift
@@ -153,7 +155,7 @@ TARGETS = {
     "conv_denoise": [
         ("ours / fit", "ours_over_fit", ">=", 1.5, ".2f"),
         ("ours / fit at TF defaults", "ours_over_fit_tf_defaults", ">=", 1.5, ".2f"),
-        ("conv GFLOP/s / matmul GFLOP/s", "conv_over_matmul", ">=", 0.40, ".1%"),
+        ("conv GFLOP/s / best matmul GFLOP/s", "conv_over_best_matmul", ">=", 0.40, ".1%"),
         ("noise cost, share of step time", "noise_cost", "<=", 0.03, ".1%"),
         ("pipeline alone / training", "pipeline_over_ours", ">=", 10.0, ".2f"),
         ("peak RSS, ours only (GiB)", "rss_ours_gb", "<=", 1.0, ".2f"),
@@ -756,6 +758,10 @@ def summarize(name: str, results: dict[str, list[Timing]], facts: dict) -> dict:
         median_flops = statistics.median(ours) * facts["train_flop_per_image"]
         summary["conv_gflops_median"] = median_flops / 1e9
         summary["matmul_gflops_best"] = max(rates("matmul")) / 1e9
+        # The target's yardstick is the best matmul of the run, the machine's attainable rate:
+        # a matmul caught in a slow stretch (84 against 145 GFLOP/s in two rounds of one run)
+        # would inflate a per-round ratio (`conv_over_matmul`, shown for drift).
+        summary["conv_over_best_matmul"] = median_flops / 1e9 / summary["matmul_gflops_best"]
     for arm in ("ours", "fit", *variants):
         images_per_epoch = facts["steps_per_epoch"] * facts["global_batch"]
         summary["arms"][arm]["epoch_seconds_steady"] = (
@@ -841,7 +847,8 @@ def format_config(name: str, s: dict) -> str:
             f" (6 x {s['forward_macs_per_image'] / 1e6:.3f} M forward multiply-adds;"
             f" {s['train_flop_per_image_needed'] / 1e6:.2f} without the first layer's unneeded"
             f" input gradient): {s['conv_gflops_median']:.1f} GFLOP/s median;"
-            f" matmul best {s['matmul_gflops_best']:.1f} GFLOP/s"
+            f" matmul best {s['matmul_gflops_best']:.1f} GFLOP/s;"
+            f" {s['conv_over_best_matmul']:.1%} of it"
         )
     lines.append(
         f"  peak RSS: ours only {s['rss_ours_gb']:.2f} GiB (before fit's arrays and model),"
