@@ -122,8 +122,27 @@ def make_step_loop(
     return train_steps
 
 
+_CONVOLUTIONS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+
+
 def _has_convolutions(model: keras.Model) -> bool:
-    return any(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+    """Whether any layer of `model`, or of a model nested in it, is a Keras convolution."""
+    return any(
+        isinstance(layer, _CONVOLUTIONS)
+        or (isinstance(layer, keras.Model) and _has_convolutions(layer))
+        for layer in model.layers
+    )
 
 
 def _steps_in_one_program(

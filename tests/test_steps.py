@@ -94,3 +94,6 @@ def test_only_the_one_replica_xla_dense_steps_take_blocks():
     assert not steps.trains_on_blocks(mirrored(2), model, jit_compile=True)
     conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3)])
     assert not steps.trains_on_blocks(strategy, conv, jit_compile=True)
+    transposed = keras.Sequential([keras.Input((8, 1)), keras.layers.Conv1DTranspose(1, 3)])
+    nested = keras.Sequential([keras.Input((8, 1)), transposed])  # a convolution inside
+    assert not steps.trains_on_blocks(strategy, nested, jit_compile=True)
