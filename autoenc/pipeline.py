@@ -54,7 +54,8 @@ def train_dataset(
     skip_batches: int = 0,
     block_sizes: list[int] | None = None,
 ) -> tf.data.Dataset:
-    """One epoch of shuffled training batches, (noisy input, clean target).
+    """One epoch of shuffled training batches, (noisy input, clean target), one per element
+    or in blocks (`block_sizes`).
 
     The clean target is uint8 (scale it with `to_float`), and so is the input without noise
     (the same tensor); a noisy input is float32. Partial last batches are dropped so every step

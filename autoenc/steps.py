@@ -159,7 +159,8 @@ def _steps_in_one_program(
     block, rather than `num_steps` elements stacked in the function, saves the pipeline
     `num_steps - 1` element hand-overs and the function a copy of them. XLA compiles the
     program once per distinct `num_steps`: usually `steps_per_loop` and an epoch's shorter last
-    call.
+    call; also the first call after a mid-epoch resume and calls cut short by
+    `checkpoint_every_steps`.
     """
 
     @tf.function(jit_compile=True)

@@ -64,12 +64,16 @@ def child(repo: str, config_name: str) -> None:
     images = tf.constant(data_lib.load_fashion_mnist(None).x_train)
     per_call = tf.constant(config.steps_per_loop)
     # Steps that take a block of batches per call (commits since steps.trains_on_blocks) get
-    # the calls of one measurement as blocks from one epoch; older steps take batches.
+    # each epoch's whole calls as blocks, epoch after epoch; older steps take the same batches
+    # one by one (the epoch's few batches after its last whole call are left out in both).
     takes_blocks = getattr(steps, "trains_on_blocks", lambda *args, **kwargs: False)
     blocks = takes_blocks(strategy, nets.autoencoder, jit_compile=config.xla)
+    calls_per_epoch = len(images) // config.batch_size // config.steps_per_loop
+    if not calls_per_epoch:
+        raise SystemExit(f"compare_commits.py: {config_name}'s steps_per_loop exceeds an epoch")
 
-    def batches(epoch):
-        block_sizes = {"block_sizes": [config.steps_per_loop] * (1 + CALLS_PER_MEASUREMENT)}
+    def epoch_batches(epoch):
+        block_sizes = {"block_sizes": [config.steps_per_loop] * calls_per_epoch}
         dataset = pipeline.train_dataset(
             images,
             batch_size=config.batch_size,
@@ -79,7 +83,13 @@ def child(repo: str, config_name: str) -> None:
             input_shape=models.input_shape(config),
             **(block_sizes if blocks else {}),
         )
-        dataset = dataset if blocks else dataset.repeat()
+        return dataset if blocks else dataset.take(calls_per_epoch * config.steps_per_loop)
+
+    def batches(first_epoch):  # enough epochs for a measurement's calls
+        epochs = -(-(1 + CALLS_PER_MEASUREMENT) // calls_per_epoch)
+        dataset = epoch_batches(first_epoch * epochs)
+        for epoch in range(first_epoch * epochs + 1, (first_epoch + 1) * epochs):
+            dataset = dataset.concatenate(epoch_batches(epoch))
         return iter(distribute.distribute_dataset(strategy, dataset))
 
     train_steps(batches(0), per_call).numpy()  # tracing and compilation

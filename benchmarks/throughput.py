@@ -112,8 +112,9 @@ from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
 CONFIGS = ("dense_compress", "conv_denoise")
 # Timed steps per measurement (full, --quick): a multiple of every arm's steps_per_loop (20,
 # and 100 for the long-loop variants, which --quick leaves out where it does not divide). When
-# the first untimed block and the timed steps exceed an epoch (234 steps for dense at batch 256,
-# 468 for conv at 128), the measurement's iterator runs through consecutive epochs.
+# the first untimed call and the timed steps exceed an epoch's whole calls (220 steps for dense
+# at batch 256 in calls of 20, 460 for conv at 128), the measurement's iterator runs through
+# consecutive epochs.
 TIMED_STEPS = {"dense_compress": (200, 100), "conv_denoise": (100, 20)}
 # Rounds (full, --quick); conv's are fewer with the variants, to keep the run near 12 minutes.
 DEFAULT_PAIRS = {"dense_compress": (7, 2), "conv_denoise": (3, 2)}
@@ -345,13 +346,19 @@ class OurLoop:
 
         `epochs` is the arm's own counter: a new epoch (order, noise) for every measurement,
         and the n-th measurement of every arm draws the same epochs, so a variant trains the
-        batches `ours` trains. Steps that take blocks (`steps.trains_on_blocks`) get blocks of
-        `steps_per_loop` batches, as many as fit each epoch: its last few batches are left out
-        (training would run them as a shorter call), so every call has the same length.
+        batches `ours` trains. Each epoch gives as many whole calls of `steps_per_loop` steps
+        as fit; its last few batches are left out (training would run them as a shorter call),
+        so every call has the same length, and every arm with the same `steps_per_loop` gets
+        the same batches, whether its steps take them one by one or as one block per call
+        (`steps.trains_on_blocks`).
         """
         steps_per_epoch = self.train_images.shape[0] // self.config.batch_size
         per_call = self.config.steps_per_loop
-        usable = steps_per_epoch // per_call * per_call if self.blocks else steps_per_epoch
+        usable = steps_per_epoch // per_call * per_call
+        if not usable:
+            raise SystemExit(
+                f"throughput.py: steps_per_loop {per_call} exceeds an epoch ({steps_per_epoch})"
+            )
         datasets = [
             pipeline.train_dataset(
                 self.train_images,
