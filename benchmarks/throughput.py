@@ -359,18 +359,20 @@ class OurLoop:
             raise SystemExit(
                 f"throughput.py: steps_per_loop {per_call} exceeds an epoch ({steps_per_epoch})"
             )
-        datasets = [
-            pipeline.train_dataset(
+
+        def whole_calls(epoch):
+            dataset = pipeline.train_dataset(
                 self.train_images,
                 batch_size=self.config.batch_size,
-                epoch=next(epochs),
+                epoch=epoch,
                 seed=self.config.seed,
                 noise_factor=noise_factor,
                 input_shape=models.input_shape(self.config),
                 block_sizes=[per_call] * (usable // per_call) if self.blocks else None,
             )
-            for _ in range(-(-num_steps // usable))
-        ]
+            return dataset if self.blocks else dataset.take(usable)
+
+        datasets = [whole_calls(next(epochs)) for _ in range(-(-num_steps // usable))]
         dataset = datasets[0]
         for later in datasets[1:]:
             dataset = dataset.concatenate(later)
