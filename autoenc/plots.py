@@ -2,7 +2,8 @@
 
 Figs 5-1/5-2 (5-3 for a run with encoding_dim 768): 12 test images above their reconstructions,
 `reconstructions_dim<N>.png`; Fig 5-4: the same 12 images with the noise the denoiser sees,
-`noisy_inputs.png`; Fig 5-6: the denoiser's outputs for them, `denoised_outputs.png`; Figs
+`noisy_inputs.png`; Fig 5-6: the denoiser's outputs for them, `denoised_outputs.png`; the three
+rows of a denoiser at a glance, clean | noisy | denoised, `clean_noisy_denoised.png`; Figs
 5-7/5-8: loss and val_loss per epoch from history.csv, `loss_curves.png`. `write_figures` draws
 them at the end of training from the best model in memory; `figures_from_workdir` (what
 `launch.py --mode=figures` runs) redraws them from the best checkpoint of any finished or
@@ -139,9 +140,10 @@ def reconstructions_name(config) -> str:
 def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
     """Draws the book's figures for one run into `WORKDIR/figures/`.
 
-    A denoiser (noise_factor > 0) gets noisy_inputs.png and denoised_outputs.png; a model
-    trained on clean images gets the two-row originals-vs-reconstructions figure. Every run
-    gets loss_curves.png once history.csv has a row.
+    A denoiser (noise_factor > 0) gets noisy_inputs.png, denoised_outputs.png and the
+    three-row clean_noisy_denoised.png; a model trained on clean images gets the two-row
+    originals-vs-reconstructions figure. Every run gets loss_curves.png once history.csv has a
+    row.
 
     Args:
         config: the run's config.
@@ -162,6 +164,12 @@ def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
         )
         figures["denoised_outputs.png"] = image_rows_figure(
             [outputs], "Fig 5-6: the denoiser's outputs for those noisy images (best checkpoint)"
+        )
+        # Not one of the book's figures: the three rows together, so one picture shows the task.
+        figures["clean_noisy_denoised.png"] = image_rows_figure(
+            [targets, inputs, outputs],
+            f"Test images: clean (top), noisy input with noise factor {config.noise_factor:g}"
+            " (middle), denoised by the best checkpoint (bottom)",
         )
     else:
         dense = config.model == "dense"

@@ -172,7 +172,10 @@ def png_pixels(path):
 @pytest.mark.parametrize(
     "run, expected",
     [
-        ("conv_run", {"noisy_inputs.png": 1, "denoised_outputs.png": 1}),
+        (
+            "conv_run",
+            {"noisy_inputs.png": 1, "denoised_outputs.png": 1, "clean_noisy_denoised.png": 3},
+        ),
         ("dense_run", {"reconstructions_dim768.png": 2}),  # Fig 5-3: the file names the code
     ],
 )
