@@ -9,7 +9,9 @@ in one `UsageError` line that says what is valid.
 import importlib
 import importlib.util
 import json
+import math
 import pathlib
+from typing import NamedTuple
 
 from ml_collections import config_dict
 
@@ -18,7 +20,65 @@ from autoenc.errors import UsageError
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZERS = ("adadelta", "adam")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-MODELS = ("dense", "conv")
+
+
+class Bounds(NamedTuple):
+    """The interval a numeric field must lie in (None: unbounded on that side)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `low` itself is not allowed
+
+    def problem(self, value) -> str | None:
+        """Why `value` is out of bounds, or None if it is in them."""
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            if self.low_open:
+                return f"must be greater than {self.low:g}"
+            return "must be 0 or more" if self.low == 0 else f"must be at least {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"must be at most {self.high}"
+        return None
+
+
+# The fields each model needs besides the common ones, and their bounds. A new model is one
+# entry here; a config that names a model without its fields is refused with their names.
+MODEL_FIELDS = {
+    "dense": {"encoding_dim": Bounds(1), "activity_l1": Bounds(0.0)},
+    "conv": {},
+}
+MODELS = tuple(MODEL_FIELDS)
+# The bounds of every other numeric field. Integers also stay below INT_LIMIT (the loop's
+# counters and TensorFlow's int32 shapes), floats below FLOAT32_MAX (they are used in float32,
+# where a larger value is inf).
+NUMBER_BOUNDS = {
+    "noise_factor": Bounds(0.0),
+    "epochs": Bounds(1),
+    "batch_size": Bounds(1),
+    "train_examples": Bounds(0),
+    "seed": Bounds(0, 2**32 - 1),  # numpy's seed range (keras.utils.set_random_seed)
+    "learning_rate": Bounds(0.0, low_open=True),
+    "early_stopping.min_delta": Bounds(0.0),
+    "early_stopping.patience": Bounds(0),
+    "early_stopping.baseline": Bounds(),
+    "early_stopping.start_from_epoch": Bounds(0),
+    "steps_per_loop": Bounds(1),
+    "checkpoint_every_steps": Bounds(0),
+    "image_every_epochs": Bounds(0),
+    "loss_every_steps": Bounds(0),
+}
+INT_LIMIT = 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+# The values the training loop logs after each epoch, which early stopping may monitor, and
+# the direction in which each improves (autoenc.train.METRIC_DIRECTIONS for the val_ metrics).
+LOGGED_VALUES = {
+    "loss": "min",
+    "val_loss": "min",
+    "val_bce": "min",
+    "val_mse": "min",
+    "val_psnr": "max",
+    "val_ssim": "max",
+}
+EARLY_STOPPING_MODES = ("auto", "min", "max")
 # Fields a finished or interrupted run may change on resume without starting over: more epochs,
 # and settings that change how the run is carried out or shown, never what it computes.
 RESUMABLE_CHANGES = (
@@ -121,6 +181,13 @@ def apply_override(config: config_dict.ConfigDict, dotted: str, raw: str) -> Non
         or leaf not in node
         or isinstance(node[leaf], config_dict.ConfigDict)
     ):
+        owners = [model for model, fields in MODEL_FIELDS.items() if dotted in fields]
+        if owners:  # a model's own field, in a config of another model
+            raise UsageError(
+                f"--config.{dotted}: this config (model {config.get('model')}) has no such"
+                f" field; it belongs to the {owners[0]} model, so start from a config of that"
+                f" model ({_configs_of(owners[0])})"
+            )
         raise UsageError(
             f"unknown config field {dotted!r}; valid fields: {', '.join(field_names(config))}"
         )
@@ -145,47 +212,92 @@ def validate(config: config_dict.ConfigDict, num_train_images: int | None = None
         config: the resolved config.
         num_train_images: when known, the size of the training set, to check `train_examples`.
     """
-
-    def fail(field, message):
-        raise UsageError(f"--config.{field}={config_value(config, field)}: {message}")
-
-    if config.model not in MODELS:
-        fail("model", f"must be one of {', '.join(MODELS)}")
-    if config.optimizer not in OPTIMIZERS:
-        fail("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-    if config.precision not in PRECISIONS:
-        fail("precision", f"must be one of {', '.join(PRECISIONS)}")
+    _check_choices(config)
+    _check_numbers(config)
+    _check_early_stopping(config)
     if config.xla and config.deterministic and config.model == "conv":
-        fail(
+        _fail(
+            config,
             "xla",
             "XLA has no deterministic MaxPool gradient; add --config.deterministic=false",
         )
-    for field in ("epochs", "batch_size", "steps_per_loop"):
-        if config_value(config, field) < 1:
-            fail(field, "must be at least 1")
-    for field in (
-        "train_examples",
-        "checkpoint_every_steps",
-        "image_every_epochs",
-        "loss_every_steps",
-    ):
-        if config_value(config, field) < 0:
-            fail(field, "must be 0 or more")
-    if config.noise_factor < 0:
-        fail("noise_factor", "must be 0 or more")
-    if config.learning_rate is not None and not config.learning_rate > 0:
-        fail("learning_rate", "must be greater than 0")
-    if config.model == "dense" and config.encoding_dim < 1:
-        fail("encoding_dim", "must be at least 1")
-    if config.early_stopping.patience < 0:
-        fail("early_stopping.patience", "must be 0 or more")
-    if config.early_stopping.mode not in ("auto", "min", "max"):
-        fail("early_stopping.mode", "must be auto, min or max")
     if num_train_images is not None and config.train_examples > num_train_images:
-        fail("train_examples", f"the training set has only {num_train_images} images")
+        _fail(config, "train_examples", f"the training set has only {num_train_images} images")
     train_size = config.train_examples or num_train_images
     if train_size is not None and train_size < config.batch_size:
-        fail("batch_size", f"larger than the {train_size} training images")
+        _fail(config, "batch_size", f"larger than the {train_size} training images")
+
+
+def _fail(config, field: str, message: str):
+    raise UsageError(f"--config.{field}={config_value(config, field)}: {message}")
+
+
+def _check_choices(config) -> None:
+    """The string fields name known things, and the model's own fields are all there."""
+    if config.model not in MODELS:
+        _fail(config, "model", f"must be one of {', '.join(MODELS)}")
+    if config.optimizer not in OPTIMIZERS:
+        _fail(config, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if config.precision not in PRECISIONS:
+        _fail(config, "precision", f"must be one of {', '.join(PRECISIONS)}")
+    missing = [field for field in MODEL_FIELDS[config.model] if field not in config]
+    if missing:
+        _fail(
+            config,
+            "model",
+            f"the {config.model} model needs the fields {', '.join(MODEL_FIELDS[config.model])}"
+            f" (this config lacks {', '.join(missing)});"
+            f" start from a config of that model ({_configs_of(config.model)})",
+        )
+
+
+def _configs_of(model: str) -> str:
+    """`--config=NAME` for each experiment of `model`, for error messages."""
+    names = [name for name in available_configs() if load_config(name).model == model]
+    return ", ".join(f"--config={name}" for name in names) or "none in configs/ yet"
+
+
+def _check_numbers(config) -> None:
+    """Every numeric field is finite, fits the type it is used as, and lies in its bounds."""
+    bounds = dict(NUMBER_BOUNDS)
+    for fields in MODEL_FIELDS.values():
+        bounds.update(fields)
+    for field in field_names(config):
+        value = config_value(config, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # strings, booleans and unset placeholders (None)
+        if not math.isfinite(value):
+            _fail(config, field, "must be a finite number")
+        field_bounds = bounds.get(field, Bounds())
+        problem = field_bounds.problem(value)
+        if problem:
+            _fail(config, field, problem)
+        limit = INT_LIMIT if isinstance(value, int) else FLOAT32_MAX
+        if field_bounds.high is None and abs(value) > limit:
+            _fail(config, field, f"must lie within ±{limit:.3g}")
+
+
+def _check_early_stopping(config) -> None:
+    """`monitor` names a value the loop logs, and `mode` does not contradict its direction."""
+    es = config.early_stopping
+    if es.monitor not in LOGGED_VALUES:
+        _fail(
+            config,
+            "early_stopping.monitor",
+            f"must be one of the values logged each epoch: {', '.join(LOGGED_VALUES)}",
+        )
+    if es.mode not in EARLY_STOPPING_MODES:
+        _fail(config, "early_stopping.mode", "must be auto, min or max")
+    direction = LOGGED_VALUES[es.monitor]
+    if es.mode not in ("auto", direction):
+        # The wrong way round, every real improvement counts as a setback: a run that learns
+        # would stop after `patience` epochs.
+        way = "lower" if direction == "min" else "higher"
+        _fail(
+            config,
+            "early_stopping.mode",
+            f"{es.monitor} is better {way}; use auto or {direction}",
+        )
 
 
 def config_value(config: config_dict.ConfigDict, dotted: str):
@@ -194,6 +306,13 @@ def config_value(config: config_dict.ConfigDict, dotted: str):
     for part in dotted.split("."):
         node = node[part]
     return node
+
+
+def field_type(config: config_dict.ConfigDict, dotted: str) -> type:
+    """The declared type of a dotted field (also for a placeholder that holds None)."""
+    *parents, leaf = dotted.split(".")
+    node = config_value(config, ".".join(parents)) if parents else config
+    return node.get_ref(leaf).get_type()
 
 
 def to_json(config: config_dict.ConfigDict) -> str:

@@ -1,6 +1,10 @@
 """Configs by name or path, typed overrides, range checks, and resume compatibility."""
 
+import subprocess
+import sys
+
 import pytest
+from conftest import ROOT
 
 from autoenc import config as config_lib
 from autoenc.errors import UsageError
@@ -97,10 +101,32 @@ def test_bad_overrides(field, value, message):
         ("train_examples", "60001", "only 60000"),
         ("train_examples", "-1", "0 or more"),
         ("batch_size", "70000", "larger than"),
+        ("noise_factor", "nan", "must be a finite number"),
+        ("noise_factor", "inf", "must be a finite number"),
+        ("noise_factor", "-inf", "must be a finite number"),
+        ("noise_factor", "1e39", r"within ±3\.4e\+38"),  # inf in float32
+        ("learning_rate", "nan", "must be a finite number"),
+        ("activity_l1", "-1e-4", "0 or more"),
+        ("activity_l1", "nan", "must be a finite number"),
+        ("encoding_dim", "0", "at least 1"),
+        ("seed", "-1", "0 or more"),
+        ("seed", "4294967296", "at most 4294967295"),
+        ("epochs", "99999999999", r"within ±2\.15e\+09"),
+        ("early_stopping.min_delta", "-0.1", "0 or more"),
+        ("early_stopping.min_delta", "inf", "must be a finite number"),
+        ("early_stopping.baseline", "nan", "must be a finite number"),
+        ("early_stopping.patience", "-1", "0 or more"),
+        ("early_stopping.start_from_epoch", "-1", "0 or more"),
+        ("steps_per_loop", "0", "at least 1"),
+        ("checkpoint_every_steps", "-1", "0 or more"),
+        ("early_stopping.monitor", "val_foo", "one of the values logged each epoch: loss, val_"),
+        ("early_stopping.monitor", "val_accuracy", "one of the values logged each epoch"),
+        ("early_stopping.mode", "maximum", "must be auto, min or max"),
+        ("early_stopping.mode", "max", "val_loss is better lower; use auto or min"),
     ],
 )
 def test_out_of_range_values(field, value, message):
-    config = config_lib.load_config("conv_denoise")
+    config = config_lib.load_config("dense_compress")
     config_lib.apply_override(config, field, value)
     with pytest.raises(UsageError, match=message):
         config_lib.validate(config, num_train_images=60_000)
@@ -111,3 +137,62 @@ def test_differing_fields():
     b = config_lib.load_config("conv_denoise")
     config_lib.apply_overrides(b, {"seed": "3", "early_stopping.patience": "5"})
     assert config_lib.differing_fields(a, b.to_dict()) == ["early_stopping.patience", "seed"]
+
+
+@pytest.mark.parametrize("monitor", list(config_lib.LOGGED_VALUES))
+def test_every_logged_value_may_be_monitored_in_its_direction(monitor):
+    config = config_lib.load_config("dense_compress")
+    direction = config_lib.LOGGED_VALUES[monitor]
+    for mode in ("auto", direction):
+        config_lib.apply_overrides(
+            config, {"early_stopping.monitor": monitor, "early_stopping.mode": mode}
+        )
+        config_lib.validate(config, num_train_images=60_000)
+
+
+def test_every_numeric_field_has_bounds():
+    bounded = set(config_lib.NUMBER_BOUNDS)
+    for fields in config_lib.MODEL_FIELDS.values():
+        bounded |= set(fields)
+    for name in config_lib.available_configs():
+        config = config_lib.load_config(name)
+        for field in config_lib.field_names(config):
+            kind = config_lib.field_type(config, field)
+            if kind in (int, float):
+                assert field in bounded, (name, field)
+
+
+def test_a_model_without_its_fields_names_them():
+    config = config_lib.load_config("conv_denoise")
+    config_lib.apply_override(config, "model", "dense")
+    with pytest.raises(
+        UsageError,
+        match=r"the dense model needs the fields encoding_dim, activity_l1 \(this config lacks"
+        r" encoding_dim, activity_l1\); start from .*--config=dense_compress",
+    ):
+        config_lib.validate(config)
+    with pytest.raises(UsageError, match="belongs to the dense model.*--config=dense_compress"):
+        config_lib.apply_override(config, "encoding_dim", "16")
+
+
+def test_the_model_table_is_what_the_configs_hold():
+    for name in config_lib.available_configs():
+        config = config_lib.load_config(name)
+        assert set(config_lib.MODEL_FIELDS[config.model]) <= set(config.keys()), name
+
+
+def test_validation_answers_without_tensorflow():
+    script = (
+        "import sys\n"
+        "from autoenc import config\n"
+        "c = config.load_config('conv_denoise')\n"
+        "config.apply_override(c, 'noise_factor', 'nan')\n"
+        "try:\n"
+        "    config.validate(c)\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["UsageError", "False"], result.stderr
