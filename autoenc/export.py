@@ -8,10 +8,13 @@ came from and each signature's input and output shapes.
 
 It is never half-written: the SavedModel is written into a fresh directory beside the target
 and renamed onto it once complete. A previous export at the target is replaced (renamed aside
-first, removed last); a target that exists but is not an export is refused, so the command can
-never delete a directory it did not make.
+first, removed last), but only if its `export.json` says this command wrote it and the
+directory holds no file but the ones that `export.json` lists: anything else there (the user's
+own SavedModel, notes put beside an export) is refused, so the command never deletes a file it
+did not write.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -23,18 +26,48 @@ from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
 INFO_FILE = "export.json"
+WRITTEN_BY = "autoenc --mode=export"  # export.json's mark of a directory this command wrote
+
+
+def _target_path(export_dir: str) -> pathlib.Path:
+    """The export directory a `--export_dir` names; it must end in a name of its own, since
+    the SavedModel is written beside it and renamed onto it."""
+    target = pathlib.Path(export_dir)
+    if target.name in ("", ".."):
+        raise UsageError(
+            f"--export_dir={export_dir}: name a directory of its own for the export"
+            " (e.g. --export_dir=exports/dense)"
+        )
+    return target
 
 
 def _check_target(target: pathlib.Path) -> None:
-    """Refuses an export directory that would replace something other than an export."""
-    if not target.exists():
-        return
-    if not target.is_dir():
-        raise UsageError(f"--export_dir={target} is a file; pass a directory")
-    if any(target.iterdir()) and not (target / "saved_model.pb").exists():
+    """Refuses an export directory that holds anything but an earlier export's own files."""
+    try:
+        if not target.exists():
+            return
+        if not target.is_dir():
+            raise UsageError(f"--export_dir={target} is a file; pass a directory")
+        present = sorted(
+            path.relative_to(target).as_posix() for path in target.rglob("*") if not path.is_dir()
+        )
+        if not present:
+            return  # an empty directory: nothing to lose
+        info = json.loads((target / INFO_FILE).read_text()) if INFO_FILE in present else {}
+    except OSError as e:
+        raise UserError(f"cannot read --export_dir={target}: {e.strerror or e}") from None
+    except ValueError:
+        info = {}  # an export.json that is not ours
+    if not isinstance(info, dict) or info.get("written_by") != WRITTEN_BY:
         raise UsageError(
             f"--export_dir={target} exists and holds something other than an export;"
             " pass a new or empty directory"
+        )
+    foreign = [name for name in present if name not in info.get("files", ())]
+    if foreign:
+        raise UsageError(
+            f"--export_dir={target} holds {foreign[0]}, which no export wrote;"
+            " move it away or pass another directory"
         )
 
 
@@ -61,6 +94,11 @@ def _write_saved_model(functions: serving.ServingFunctions, directory: pathlib.P
     }
     tf.saved_model.save(functions, str(directory), signatures=signatures)
     info["signatures"] = {name: _describe(function) for name, function in signatures.items()}
+    # What a later export may replace: these files and nothing else.
+    written = {path.relative_to(directory).as_posix() for path in directory.rglob("*")}
+    info["files"] = sorted(
+        name for name in written | {INFO_FILE} if not (directory / name).is_dir()
+    )
     workdir_lib.write_json(directory / INFO_FILE, info)
 
 
@@ -71,7 +109,7 @@ def export_workdir(config, workdir, export_dir=None) -> pathlib.Path:
         config: the config the run was trained with (only the model fields must match).
         workdir: a finished or interrupted run's work directory.
         export_dir: where the SavedModel goes; default `WORKDIR/export`. A previous export
-            there is replaced; anything else there is refused.
+            there is replaced; anything else there (a file it did not write) is refused.
 
     Returns:
         The export directory.
@@ -81,13 +119,13 @@ def export_workdir(config, workdir, export_dir=None) -> pathlib.Path:
         UsageError: a config with another model, or a target that is not an export.
     """
     workdir = pathlib.Path(workdir)
-    target = pathlib.Path(export_dir) if export_dir else workdir / "export"
+    target = _target_path(export_dir) if export_dir else workdir / "export"
     best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     _check_target(target)
     with workdir_lib.WorkdirLock(workdir):
         nets = checkpoints.load_best_model(config, workdir)
         functions = serving.ServingFunctions(nets, config.model)
-        info = dict(model=config.model, checkpoint=os.path.abspath(best))
+        info = dict(written_by=WRITTEN_BY, model=config.model, checkpoint=os.path.abspath(best))
         if config.model == "dense":
             info["encoding_dim"] = config.encoding_dim
         staging = target.with_name(f".{target.name}.partial-{os.getpid()}")

@@ -1,6 +1,7 @@
 """`export_workdir`: SavedModels that plain TensorFlow serves, equal to the model in memory."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -109,11 +110,49 @@ def test_export_json_documents_the_signatures(exports):
 
 def test_replaces_an_export_and_leaves_nothing_beside_it(exports):
     run = exports["dense"]
-    (run["path"] / "stale-marker").write_text("from the previous export")
+    info = json.loads((run["path"] / export.INFO_FILE).read_text())
+    assert info["written_by"] == export.WRITTEN_BY
+    assert "saved_model.pb" in info["files"] and export.INFO_FILE in info["files"]
+    old = (run["path"] / "saved_model.pb").stat().st_ino
     export.export_workdir(run["config"], run["workdir"], run["path"])
-    assert (run["path"] / "saved_model.pb").exists()
-    assert not (run["path"] / "stale-marker").exists()
+    assert (run["path"] / "saved_model.pb").stat().st_ino != old  # a new SavedModel
     assert sorted(p.name for p in run["path"].parent.iterdir() if p.name.startswith(".")) == []
+
+
+def tree(directory):
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def test_refuses_a_saved_model_it_did_not_write(exports, tmp_path):
+    run = exports["dense"]
+    theirs = tmp_path / "their-model"
+    shutil.copytree(run["path"], theirs)
+    (theirs / export.INFO_FILE).unlink()  # a SavedModel, but not one this command wrote
+    (theirs / "NOTES.md").write_text("how I trained it")
+    before = tree(theirs)
+    with pytest.raises(UsageError, match="holds something other than an export"):
+        export.export_workdir(run["config"], run["workdir"], theirs)
+    assert tree(theirs) == before
+
+
+def test_refuses_an_export_with_a_file_of_the_users_beside_it(exports, tmp_path):
+    run = exports["dense"]
+    ours = tmp_path / "export"
+    shutil.copytree(run["path"], ours)
+    (ours / "variables" / "notes.txt").write_text("kept with the weights")
+    before = tree(ours)
+    with pytest.raises(UsageError, match="holds variables/notes.txt, which no export wrote"):
+        export.export_workdir(run["config"], run["workdir"], ours)
+    assert tree(ours) == before
+
+
+@pytest.mark.parametrize("export_dir", [".", "..", "/", "some/.."])
+def test_refuses_a_path_without_a_name(export_dir, exports, tmp_path, monkeypatch):
+    run = exports["dense"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=f"--export_dir={export_dir}: name a directory"):
+        export.export_workdir(run["config"], run["workdir"], export_dir)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_write_keeps_the_previous_export(exports, monkeypatch):
