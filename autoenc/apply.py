@@ -70,18 +70,40 @@ def _reconstruct(functions: serving.ServingFunctions, images: np.ndarray) -> np.
     return np.concatenate(parts)
 
 
-def apply_to_files(config, workdir, inputs: list[str], output_dir) -> Iterator[Outcome]:
+def _result_path(output_dir: pathlib.Path, source: pathlib.Path) -> pathlib.Path:
+    return output_dir / (source.stem + image_files.output_suffix(source))
+
+
+def _refuse_existing_results(output_dir: pathlib.Path, sources: list[pathlib.Path]) -> None:
+    """Refuses, before anything is written, a result name already taken in `output_dir` (by
+    an earlier apply or by a file of the user's: this call cannot tell them apart)."""
+    for source in sources:
+        if source.suffix.lower() not in image_files.SUPPORTED_SUFFIXES or not source.is_file():
+            continue  # reported as a problem of its own; no result is written for it
+        target = _result_path(output_dir, source)
+        if target.exists() or target.is_symlink():
+            raise UsageError(
+                f"--output_dir={output_dir} already holds {target.name} (the result name of"
+                f" {source}); pass --overwrite to replace such files, or another --output_dir"
+            )
+
+
+def apply_to_files(
+    config, workdir, inputs: list[str], output_dir, *, overwrite: bool = False
+) -> Iterator[Outcome]:
     """Runs a run's best model on image files, writing one result file per input.
 
     An input `NAME.png`/`.jpg`/`.jpeg` gives `OUTPUT_DIR/NAME.png`, `NAME.npy` gives
-    `OUTPUT_DIR/NAME.npy` (see `autoenc.image_files` for the formats). A result of an earlier
-    apply in OUTPUT_DIR is replaced; an input file never is.
+    `OUTPUT_DIR/NAME.npy` (see `autoenc.image_files` for the formats). A file already in
+    OUTPUT_DIR under a result's name is replaced only with `overwrite`; an input file, or a
+    result written earlier in the same call, never is.
 
     Args:
         config: the config the run was trained with (only the model fields must match).
         workdir: a finished or interrupted run's work directory.
         inputs: files and directories (see `list_inputs`).
         output_dir: where the results go; created if missing.
+        overwrite: replace files in `output_dir` that have a result's name.
 
     Yields:
         One `Outcome` per input file, in order, after its result is written (or not).
@@ -89,10 +111,13 @@ def apply_to_files(config, workdir, inputs: list[str], output_dir) -> Iterator[O
     Raises:
         UserError: no best checkpoint, a run still using the workdir, an unwritable output
             directory, or no inputs: before any file is read.
-        UsageError: a config with another model.
+        UsageError: a config with another model, or (without `overwrite`) a result name
+            already taken in `output_dir`: before any file is written.
     """
     output_dir = pathlib.Path(output_dir)
     sources = list_inputs(inputs)
+    if not overwrite:
+        _refuse_existing_results(output_dir, sources)
     checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     with workdir_lib.WorkdirLock(workdir):
         nets = checkpoints.load_best_model(config, workdir)
@@ -101,7 +126,7 @@ def apply_to_files(config, workdir, inputs: list[str], output_dir) -> Iterator[O
         written = {}  # output path -> the input it came from
         input_files = {source.resolve() for source in sources}
         for source in sources:
-            target = output_dir / (source.stem + image_files.output_suffix(source))
+            target = _result_path(output_dir, source)
             try:
                 _check_target(target, written, input_files)
                 images = image_files.read_images(source)

@@ -7,7 +7,7 @@ from trained_runs import trained_run
 
 from autoenc import apply as apply_lib
 from autoenc import checkpoints, image_files, serving
-from autoenc.errors import UserError
+from autoenc.errors import UsageError, UserError
 
 
 def apply_all(kind, tiny_data, tmp_path_factory, inputs, output_dir):
@@ -85,9 +85,36 @@ def test_bad_files_are_reported_and_the_rest_still_run(tiny_data, tmp_path_facto
 def test_never_overwrites_an_input(tiny_data, tmp_path_factory, tmp_path):
     Image.fromarray(tiny_data.x_test[2]).save(tmp_path / "shirt.png")
     before = (tmp_path / "shirt.png").read_bytes()
-    outcomes = apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], tmp_path)
-    assert "would replace the input" in outcomes["shirt.png"].problem
+    with pytest.raises(UsageError, match="already holds shirt.png"):
+        apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], tmp_path)
+    config, workdir, _ = trained_run("conv", tiny_data, tmp_path_factory)
+    outcomes = apply_lib.apply_to_files(config, workdir, [str(tmp_path)], tmp_path, overwrite=True)
+    assert "would replace the input" in next(outcomes).problem
     assert (tmp_path / "shirt.png").read_bytes() == before
+
+
+def test_a_file_of_the_same_name_is_kept_unless_overwrite(tiny_data, tmp_path_factory, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(tiny_data.x_test[3]).save(inputs / "a.png")
+    Image.fromarray(tiny_data.x_test[4]).save(inputs / "photo.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo.png").write_bytes(b"the user's own photo")
+    with pytest.raises(
+        UsageError,
+        match=f"--output_dir={out} already holds photo.png \\(the result name of {inputs}/photo.jpg"
+        r"\); pass --overwrite",
+    ):
+        apply_all("dense", tiny_data, tmp_path_factory, [inputs], out)
+    assert [p.name for p in out.iterdir()] == ["photo.png"]  # nothing written, a.png neither
+    assert (out / "photo.png").read_bytes() == b"the user's own photo"
+
+    config, workdir, _ = trained_run("dense", tiny_data, tmp_path_factory)
+    outcomes = list(apply_lib.apply_to_files(config, workdir, [str(inputs)], out, overwrite=True))
+    assert [outcome.problem for outcome in outcomes] == [None, None]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "photo.png"]
+    assert Image.open(out / "photo.png").size == (28, 28)
 
 
 def test_unusable_output_dir_fails_before_any_file(tiny_data, tmp_path_factory, tmp_path):
