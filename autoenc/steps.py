@@ -1,12 +1,12 @@
-"""The traced inner loop: distributed train and eval steps (no I/O, numpy or logging here).
+"""The traced inner loop: distributed train and eval steps, and the loss (no I/O or logging).
 
-`make_train_steps` returns a `tf.function` that runs several optimizer steps per call, so the
-host pays the Python-to-graph round trip once per `steps_per_loop` steps rather than per step.
-Each replica's loss is its share of the global-batch mean: per-example BCE averaged over
-pixels, divided by the *global* batch (`compute_average_loss`), plus the activity regulariser
-divided by the replica count (`scale_regularization_loss`), so the all-reduced gradient equals
-the single-device gradient of the global batch. Batches may carry uint8 images (the training
-pipeline's clean images); the steps scale them with `pipeline.to_float` first.
+`TrainSteps` runs several optimizer steps per call, so the host pays the Python-to-graph round trip
+once per `steps_per_loop` steps rather than per step. Each replica's loss is its share of the
+global-batch mean: per-example BCE averaged over pixels, divided by the *global* batch
+(`compute_average_loss`), plus the activity regulariser divided by the replica count
+(`scale_regularization_loss`), so the all-reduced gradient equals the single-device gradient of the
+global batch. Batches may carry uint8 images (the training pipeline's clean images); the steps scale
+them with `pipeline.to_float` first.
 """
 
 from collections.abc import Callable
@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from autoenc import metrics, pipeline
+from autoenc.distribute import distribute_dataset
 
 
 def regularization_loss(model: keras.Model) -> tf.Tensor:
@@ -64,45 +65,81 @@ def make_replica_step(
     return replica_step
 
 
-def make_train_steps(
-    strategy: tf.distribute.Strategy,
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    global_batch_size: int,
-    *,
-    jit_compile: bool = False,
-) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """Builds `train_steps(iterator, num_steps) -> per-step losses, shape [num_steps]`.
+class TrainSteps:
+    """`train_steps(iterator, num_steps) -> per-step losses`, and the iterator it wants.
 
-    The returned losses are global-batch means (summed over replicas), one per step, so the host
-    can name the exact step where a loss stopped being finite.
+    Each call runs `num_steps` optimizer steps in one traced function, so the host pays the
+    Python-to-graph round trip once per call. The returned losses are global-batch means, one
+    per step, so the host can name the exact step where a loss stopped being finite.
 
-    The iterator yields one batch per step, except where `trains_on_blocks` is true: then it
-    yields one block per call, `num_steps` batches stacked (`pipeline.train_dataset`'s
-    `block_sizes`), and all the steps of the call run as one XLA program
-    (`_steps_in_one_program`). That is with `jit_compile`, a single replica and a model
-    without convolutions. With `jit_compile`, a single replica and convolutions, XLA
-    compiles the whole step (loss, gradients and update) per step: inside the one-program
-    loop XLA's CPU convolutions ran 14x slower (TF 2.21), and a conv step (~80 ms here) dwarfs
-    the launch cost anyway. With several replicas XLA compiles each replica's
-    loss-and-gradients computation, and the update and its all-reduce stay outside XLA:
-    compiling the whole replicated step fails there.
+    How a call runs depends on the strategy, the model and `jit_compile`, and the input it
+    takes with it; `epoch_iterator` gives the matching input, so the caller only says which
+    calls it will make:
+    - one replica, XLA, no convolution: the call's batches arrive as one block and all its steps
+      run as one XLA program (`_steps_in_one_program`), saving a launch per step;
+    - one replica, XLA, convolutions: one XLA program per step (inside XLA's loop its CPU
+      convolutions ran many times slower);
+    - several replicas: TensorFlow's loop over `strategy.run`; with XLA each replica's
+      loss-and-gradients is compiled and the update and all-reduce stay outside (a whole
+      replicated step does not compile).
     """
-    single_replica = strategy.num_replicas_in_sync == 1
-    replica_step = make_replica_step(
-        model, optimizer, global_batch_size, jit_gradients=jit_compile and not single_replica
-    )
-    if trains_on_blocks(strategy, model, jit_compile=jit_compile):
-        return _steps_in_one_program(strategy, replica_step)
-    if jit_compile and single_replica:
-        replica_step = tf.function(replica_step, jit_compile=True)
-    return make_step_loop(strategy, replica_step)
+
+    def __init__(
+        self,
+        strategy: tf.distribute.Strategy,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        global_batch_size: int,
+        *,
+        jit_compile: bool = False,
+    ):
+        self._strategy = strategy
+        single_replica = strategy.num_replicas_in_sync == 1
+        self.takes_blocks = jit_compile and single_replica and not _has_convolutions(model)
+        replica_step = make_replica_step(
+            model, optimizer, global_batch_size, jit_gradients=jit_compile and not single_replica
+        )
+        if self.takes_blocks:
+            self.function = _steps_in_one_program(strategy, replica_step)
+        else:
+            if jit_compile and single_replica:
+                replica_step = tf.function(replica_step, jit_compile=True)
+            self.function = make_step_loop(strategy, replica_step)
+
+    def __call__(self, iterator, num_steps: int) -> tf.Tensor:
+        return self.function(iterator, tf.constant(num_steps))
+
+    def epoch_iterator(
+        self,
+        batches: pipeline.TrainBatches,
+        epoch: int,
+        calls: list[int],
+        *,
+        skip_batches: int = 0,
+    ):
+        """The input for this epoch's `calls` (steps per call, in order) from batch
+        `skip_batches` on: blocks of batches or single batches, split over the replicas."""
+        dataset = batches.dataset(
+            epoch, skip_batches=skip_batches, block_sizes=calls if self.takes_blocks else None
+        )
+        return iter(distribute_dataset(self._strategy, dataset))
 
 
-def trains_on_blocks(strategy: tf.distribute.Strategy, model: keras.Model, *, jit_compile: bool):
-    """Whether `make_train_steps`' function takes a block of batches per call (see there)."""
-    single_replica = strategy.num_replicas_in_sync == 1
-    return jit_compile and single_replica and not _has_convolutions(model)
+def call_sizes(
+    done_in_epoch: int, steps_per_epoch: int, steps_per_loop: int, every: int, *, step: int
+) -> list[int]:
+    """How many steps each call of the rest of an epoch runs: `steps_per_loop`, cut short at
+    the epoch's end and, with `every` (checkpoint_every_steps) > 0, at each global step that is
+    a multiple of it. `step` is the global step before the first call."""
+    sizes = []
+    while done_in_epoch < steps_per_epoch:
+        count = min(steps_per_loop, steps_per_epoch - done_in_epoch)
+        if every:
+            count = min(count, every - step % every)
+        sizes.append(count)
+        done_in_epoch += count
+        step += count
+    return sizes
 
 
 def make_step_loop(
@@ -150,17 +187,8 @@ def _steps_in_one_program(
 ) -> Callable[[object, tf.Tensor], tf.Tensor]:
     """`train_steps` for one replica with XLA: the call's block of batches (one iterator
     element, [num_steps, batch, ...]) goes to one XLA program that loops over it, each step's
-    forward pass, gradients and update fused.
-
-    Launching an XLA program from TensorFlow's loop has a cost per launch that the dense
-    model's small step feels: with the real pipeline, one program per call made the dense loop
-    1.27x faster than one program per step (12 interleaved process pairs; the same losses, bit
-    for bit; `benchmarks/where_time_goes.py` measures both). Taking the call's batches as one
-    block, rather than `num_steps` elements stacked in the function, saves the pipeline
-    `num_steps - 1` element hand-overs and the function a copy of them. XLA compiles the
-    program once per distinct `num_steps`: usually `steps_per_loop` and an epoch's shorter last
-    call; also the first call after a mid-epoch resume and calls cut short by
-    `checkpoint_every_steps`.
+    forward pass, gradients and update fused. XLA compiles one program per distinct
+    `num_steps` (usually `steps_per_loop` and an epoch's shorter last call).
     """
 
     @tf.function(jit_compile=True)

@@ -82,7 +82,7 @@ class Summaries:
         anything, and only records the graphs of calls made while it is on.
 
         Args:
-            train_steps: the `tf.function` from `steps.make_train_steps`.
+            train_steps: the `tf.function` of a `steps.TrainSteps` (its `function`).
             *args: the arguments of its first call (iterator, number of steps).
         """
         if self._graph_written:

@@ -11,6 +11,7 @@ images, and the figures are drawn.
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -24,26 +25,18 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from autoenc import callbacks, distribute, models, pipeline, preemption, steps
 from autoenc import checkpoints as checkpoints_lib
 from autoenc import config as config_lib
 from autoenc import data as data_lib
+from autoenc import distribute, models, pipeline, preemption, steps
 from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import NonFiniteLossError
+from autoenc.loop_state import HISTORY_FIELDS, LoopState
 
-HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
-GRID_IMAGES = 8
-# Which way is better for each logged value early stopping may monitor (Keras reads this from
-# the compiled metrics; we have none).
-METRIC_DIRECTIONS = {
-    "val_mse": "down",
-    "val_bce": "down",
-    "val_psnr": "up",
-    "val_ssim": "up",
-}  # validation images shown in the TensorBoard grid
+GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
 
 
 def make_optimizer(config) -> keras.optimizers.Optimizer:
@@ -74,22 +67,6 @@ def build_model_and_optimizer(config, strategy, initial_weights: list | None = N
         optimizer = make_optimizer(config)
         optimizer.build(nets.autoencoder.trainable_variables)
     return nets, optimizer
-
-
-def _early_stopping(config) -> callbacks.EarlyStopping | None:
-    es = config.early_stopping
-    if not es.enabled:
-        return None
-    return callbacks.EarlyStopping(
-        monitor=es.monitor,
-        min_delta=es.min_delta,
-        patience=es.patience,
-        mode=es.mode,
-        baseline=es.baseline,
-        restore_best_weights=es.restore_best_weights,
-        start_from_epoch=es.start_from_epoch,
-        metric_directions=METRIC_DIRECTIONS,
-    )
 
 
 def _finished_message(metrics: dict, config) -> str | None:
@@ -156,56 +133,85 @@ def train_and_evaluate(
         return _train(config, workdir, output_dir, images, strategy, stop_signals)
 
 
+@dataclasses.dataclass
+class _Run:
+    """Everything one training run works with, built once before the first epoch."""
+
+    config: object
+    workdir: pathlib.Path  # where the run is read from
+    output_dir: pathlib.Path  # where it writes: the workdir, or a non-chief worker's temp dir
+    strategy: tf.distribute.Strategy
+    nets: models.Autoencoder
+    optimizer: keras.optimizers.Optimizer
+    counters: checkpoints_lib.RunState  # step, epoch, epoch loss: TensorFlow variables
+    loop: LoopState  # history, best, early stopping: the host side
+    checkpoints: checkpoints_lib.RunCheckpoints
+    train_steps: steps.TrainSteps
+    batches: pipeline.TrainBatches
+    eval_data: tf.data.Dataset  # before distribution, for the figures
+    eval_data_distributed: object
+    eval_sums: object
+    grid: tuple  # (inputs, clean targets) of the validation images shown in TensorBoard
+    summaries: summaries_lib.Summaries
+    stop_signals: preemption.StopSignals
+    stop_requested: object  # any_worker(flag) -> bool
+
+    @property
+    def model(self) -> keras.Model:
+        return self.nets.autoencoder
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return int(self.counters.epoch)
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps done."""
+        return int(self.counters.step)
+
+
 def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
-    """The run itself. Reads the run so far from `workdir`, writes to `output_dir` (the same
-    directory, except on a non-chief worker of a multi-worker run). `images` are the uint8
-    (train, test) image tensors."""
-    per_replica_batch = distribute.per_replica_batch(strategy, config.batch_size)
+    """The run itself: build its state, train epoch after epoch, then finish (test, figures).
+
+    Reads the run so far from `workdir`, writes to `output_dir` (the same directory, except on
+    a non-chief worker of a multi-worker run). `images` are the uint8 (train, test) tensors.
+    """
+    run = _build_run(config, workdir, output_dir, images, strategy, stop_signals)
+    while run.epoch < config.epochs and not run.loop.stopped_early:
+        epoch_started = time.perf_counter()
+        trained_steps, train_seconds = _train_epoch(run)
+        _end_epoch(run, trained_steps, train_seconds, epoch_started)
+    return _finish(run)
+
+
+def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _Run:
+    """Builds every piece of state in the strategy's scope and restores the latest checkpoint,
+    before anything is traced (a Keras 3 optimizer must be built before the first step, and
+    before a restore, or its slots are silently not restored)."""
+    distribute.per_replica_batch(strategy, config.batch_size)  # refuses an uneven split
     workdir_lib.atomic_write_text(output_dir / "config.json", config_lib.to_json(config))
     set_op_determinism(config.deterministic)
-
     train_images, test_images = images
-    steps_per_epoch = train_images.shape[0] // config.batch_size
     input_shape = models.input_shape(config)
-    logging.info(
-        "%d replica(s) (%s); global batch %d = %d per replica; %d training images, %d steps/epoch",
-        strategy.num_replicas_in_sync,
-        ", ".join(strategy.extended.worker_devices),
-        config.batch_size,
-        per_replica_batch,
-        train_images.shape[0],
-        steps_per_epoch,
+    batches = pipeline.TrainBatches(
+        train_images, config.batch_size, config.seed, config.noise_factor, input_shape
     )
+    _log_layout(strategy, config.batch_size, train_images.shape[0], batches.steps_per_epoch)
 
     keras.utils.set_random_seed(config.seed)
-    state = checkpoints_lib.RunState()  # plain variables, outside the strategy scope
+    counters = checkpoints_lib.RunState()  # plain variables, outside the strategy scope
     nets, optimizer = build_model_and_optimizer(config, strategy)
-    model = nets.autoencoder
     with strategy.scope():
         checkpoints = checkpoints_lib.RunCheckpoints(
-            output_dir, model, optimizer, state, resume_from=workdir
+            output_dir, nets.autoencoder, optimizer, counters, resume_from=workdir
         )
         checkpoints.restore_latest()
-    distribute.check_workers_agree(strategy, int(state.step))
-    stop_requested = distribute.make_any_worker(strategy)  # a signal to one stops all
+    distribute.check_workers_agree(strategy, int(counters.step))
+    loop = LoopState.from_checkpoint(counters.load_host(), config)
+    if loop.history:  # a crash may have come between the checkpoint and the history.csv write
+        workdir_lib.write_csv(output_dir / "history.csv", loop.history, HISTORY_FIELDS)
 
-    host = state.load_host()
-    history = host.get("history", [])
-    best = callbacks.BestCheckpoint(monitor="val_loss", mode="auto")
-    if "best" in host:
-        best.load_state_dict(host["best"])
-    early_stopping = _early_stopping(config)
-    if early_stopping and "early_stopping" in host:
-        early_stopping.load_state_dict(host["early_stopping"])
-    stopped_early = host.get("stopped_early", False)
-    if history:  # a crash may have come between the checkpoint and the history.csv write
-        workdir_lib.write_csv(output_dir / "history.csv", history, HISTORY_FIELDS)
-
-    train_steps = steps.make_train_steps(
-        strategy, model, optimizer, config.batch_size, jit_compile=config.xla
-    )
-    blocks = steps.trains_on_blocks(strategy, model, jit_compile=config.xla)
-    eval_model = steps.make_eval_sums(strategy, model)
     eval_data = pipeline.eval_dataset(
         test_images,
         batch_size=config.batch_size,
@@ -213,152 +219,171 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
         noise_factor=config.noise_factor,
         input_shape=input_shape,
     )
-    dist_eval_data = distribute.distribute_dataset(strategy, eval_data)
-    grid_inputs, grid_targets = plots_lib.first_examples(eval_data, GRID_IMAGES)
-    summaries = summaries_lib.Summaries(output_dir, config)
-
-    epoch = int(state.epoch)
-    while epoch < config.epochs and not stopped_early:
-        started = time.perf_counter()
-        done_in_epoch = int(state.step) - epoch * steps_per_epoch
-        calls = call_sizes(
-            done_in_epoch,
-            steps_per_epoch,
-            config.steps_per_loop,
-            config.checkpoint_every_steps,
-            step=int(state.step),
-        )
-        dataset = pipeline.train_dataset(
-            train_images,
-            batch_size=config.batch_size,
-            epoch=epoch,
-            seed=config.seed,
-            noise_factor=config.noise_factor,
-            input_shape=input_shape,
-            skip_batches=done_in_epoch,
-            block_sizes=calls if blocks else None,
-        )
-        iterator = iter(distribute.distribute_dataset(strategy, dataset))
-        progress = (
-            keras.utils.Progbar(steps_per_epoch, unit_name="step") if sys.stdout.isatty() else None
-        )
-        trained_here = 0
-        every = config.checkpoint_every_steps
-        for count in calls:
-            summaries.train_graph(train_steps, iterator, tf.constant(count))  # first call only
-            losses = train_steps(iterator, tf.constant(count)).numpy()
-            _check_finite(losses, epoch, int(state.step), workdir)
-            summaries.train_losses(int(state.step), losses)
-            state.step.assign_add(count)
-            state.epoch_loss_sum.assign_add(float(np.sum(losses, dtype=np.float64)))
-            done_in_epoch += count
-            trained_here += count
-            if progress:
-                progress.update(done_in_epoch, [("loss", float(losses[-1]))])
-            if every and int(state.step) % every == 0 and done_in_epoch < steps_per_epoch:
-                checkpoints.save_latest(host)
-            if stop_requested(stop_signals.received) and done_in_epoch < steps_per_epoch:
-                checkpoints.save_latest(host)
-                raise _preempted(stop_signals, epoch, int(state.step))
-        train_seconds = time.perf_counter() - started
-
-        val = steps.sums_to_means(eval_model(dist_eval_data))
-        loss = float(state.epoch_loss_sum) / steps_per_epoch
-        logs = {"loss": loss, **{f"val_{name}": value for name, value in val.items()}}
-        if not math.isfinite(val["loss"]):
-            raise NonFiniteLossError(
-                f"val_loss is {val['loss']} after epoch {epoch + 1}; the best checkpoint in"
-                f" {workdir / 'best'} is intact; try a lower --config.learning_rate"
-            )
-        if best.is_improvement(logs):
-            checkpoints.save_best(epoch + 1)
-            best.commit(epoch, logs)  # only after the save succeeded
-        if early_stopping:
-            stopped_early = early_stopping.update(epoch, logs)
-        seconds = time.perf_counter() - started
-        images_per_sec = trained_here * config.batch_size / max(train_seconds, 1e-9)
-        history.append(
-            dict(
-                epoch=epoch + 1,
-                loss=loss,
-                val_loss=val["loss"],
-                seconds=round(seconds, 3),
-                images_per_sec=round(images_per_sec, 1),
-            )
-        )
-        epoch += 1
-        state.epoch.assign(epoch)
-        state.epoch_loss_sum.assign(0.0)
-        host = dict(history=history, best=best.state_dict(), stopped_early=stopped_early)
-        if early_stopping:
-            host["early_stopping"] = early_stopping.state_dict()
-        checkpoints.save_latest(host)
-        workdir_lib.write_csv(output_dir / "history.csv", history, HISTORY_FIELDS)
-        if stop_requested(stop_signals.received):
-            raise _preempted(stop_signals, epoch - 1, int(state.step))
-        summaries.epoch_end(
-            epoch,
-            train=dict(
-                loss=loss,
-                seconds=seconds,
-                images_per_sec=images_per_sec,
-                learning_rate=float(np.asarray(optimizer.learning_rate.value)),
-            ),
-            validation=val,
-            grid_rows=(grid_targets, grid_inputs, model(grid_inputs, training=False)),
-            model=model,
-        )
-        logging.info(
-            "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
-            "best %.4f (epoch %d)%s",
-            epoch,
-            config.epochs,
-            loss,
-            val["loss"],
-            val["psnr"],
-            seconds,
-            images_per_sec,
-            best.best,
-            best.best_epoch + 1,
-            "  early stop" if stopped_early else "",
-        )
-
-    summaries.close()
-    checkpoints.restore_best()
-    metrics = dict(
-        best_epoch=best.best_epoch + 1,
-        best_val_loss=best.best,
-        epochs_completed=epoch,
-        stopped_early=stopped_early,
-        **test_metrics(strategy, model, dist_eval_data, config.noise_factor),
-        replicas=strategy.num_replicas_in_sync,
+    return _Run(
+        config=config,
+        workdir=workdir,
+        output_dir=output_dir,
+        strategy=strategy,
+        nets=nets,
+        optimizer=optimizer,
+        counters=counters,
+        loop=loop,
+        checkpoints=checkpoints,
+        train_steps=steps.TrainSteps(
+            strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
+        ),
+        batches=batches,
+        eval_data=eval_data,
+        eval_data_distributed=distribute.distribute_dataset(strategy, eval_data),
+        eval_sums=steps.make_eval_sums(strategy, nets.autoencoder),
+        grid=plots_lib.first_examples(eval_data, GRID_IMAGES),
+        summaries=summaries_lib.Summaries(output_dir, config),
+        stop_signals=stop_signals,
+        stop_requested=distribute.make_any_worker(strategy),  # a signal to one stops all
     )
-    workdir_lib.write_json(output_dir / "metrics.json", metrics)
+
+
+def _log_layout(strategy, global_batch: int, train_count: int, steps_per_epoch: int) -> None:
+    logging.info(
+        "%d replica(s) (%s); global batch %d = %d per replica; %d training images, %d steps/epoch",
+        strategy.num_replicas_in_sync,
+        ", ".join(strategy.extended.worker_devices),
+        global_batch,
+        global_batch // strategy.num_replicas_in_sync,
+        train_count,
+        steps_per_epoch,
+    )
+
+
+def _train_epoch(run: _Run) -> tuple[int, float]:
+    """Trains the rest of the current epoch, one `train_steps` call at a time, checkpointing
+    where `checkpoint_every_steps` says and stopping (with a checkpoint) when asked to.
+
+    Returns:
+        The steps trained here (fewer than an epoch after a mid-epoch resume) and their seconds.
+    """
+    config, started = run.config, time.perf_counter()
+    steps_per_epoch = run.batches.steps_per_epoch
+    done = run.step - run.epoch * steps_per_epoch
+    every = config.checkpoint_every_steps
+    calls = steps.call_sizes(done, steps_per_epoch, config.steps_per_loop, every, step=run.step)
+    iterator = run.train_steps.epoch_iterator(run.batches, run.epoch, calls, skip_batches=done)
+    progress = keras.utils.Progbar(steps_per_epoch, unit_name="step") if _interactive() else None
+    for count in calls:
+        run.summaries.train_graph(run.train_steps.function, iterator, tf.constant(count))
+        losses = run.train_steps(iterator, count).numpy()
+        _check_finite(losses, run.epoch, run.step, run.workdir)
+        run.summaries.train_losses(run.step, losses)
+        run.counters.step.assign_add(count)
+        run.counters.epoch_loss_sum.assign_add(float(np.sum(losses, dtype=np.float64)))
+        done += count
+        if progress:
+            progress.update(done, [("loss", float(losses[-1]))])
+        mid_epoch = done < steps_per_epoch
+        if every and run.step % every == 0 and mid_epoch:
+            run.checkpoints.save_latest(run.loop.to_checkpoint())
+        if mid_epoch and run.stop_requested(run.stop_signals.received):
+            run.checkpoints.save_latest(run.loop.to_checkpoint())
+            raise _preempted(run.stop_signals, run.epoch, run.step)
+    return sum(calls), time.perf_counter() - started
+
+
+def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: float) -> None:
+    """Evaluates, keeps the best model, asks early stopping, records the epoch (history,
+    checkpoint, summaries, log), then stops with a checkpoint if a signal asked for it."""
+    config, epoch = run.config, run.epoch  # `epoch`: 0-based index of the epoch just trained
+    val = steps.sums_to_means(run.eval_sums(run.eval_data_distributed))
+    loss = float(run.counters.epoch_loss_sum) / run.batches.steps_per_epoch
+    logs = {"loss": loss, **{f"val_{name}": value for name, value in val.items()}}
+    if not math.isfinite(val["loss"]):
+        raise NonFiniteLossError(
+            f"val_loss is {val['loss']} after epoch {epoch + 1}; the best checkpoint in"
+            f" {run.workdir / 'best'} is intact; try a lower --config.learning_rate"
+        )
+    if run.loop.best.is_improvement(logs):
+        run.checkpoints.save_best(epoch + 1)
+        run.loop.best.commit(epoch, logs)  # only after the save succeeded
+    if run.loop.early_stopping:
+        run.loop.stopped_early = run.loop.early_stopping.update(epoch, logs)
+    images_per_sec = trained_steps * config.batch_size / max(train_seconds, 1e-9)
+    seconds = time.perf_counter() - started
+    row = dict(
+        epoch=epoch + 1,
+        loss=loss,
+        val_loss=val["loss"],
+        seconds=round(seconds, 3),
+        images_per_sec=round(images_per_sec, 1),
+    )
+    run.loop.history.append(row)
+    run.counters.epoch.assign(epoch + 1)
+    run.counters.epoch_loss_sum.assign(0.0)
+    run.checkpoints.save_latest(run.loop.to_checkpoint())
+    workdir_lib.write_csv(run.output_dir / "history.csv", run.loop.history, HISTORY_FIELDS)
+    # Summaries and the log line come after the checkpoint and before a requested stop, so a
+    # resumed run neither misses nor repeats this epoch in TensorBoard.
+    train_scalars = dict(loss=loss, seconds=seconds, images_per_sec=images_per_sec)
+    _write_epoch_summaries(run, train_scalars, val)
+    _log_epoch(run, row, val)
+    if run.stop_requested(run.stop_signals.received):
+        raise _preempted(run.stop_signals, epoch, run.step)
+
+
+def _write_epoch_summaries(run: _Run, train_scalars: dict, val: dict) -> None:
+    grid_inputs, grid_targets = run.grid
+    learning_rate = float(np.asarray(run.optimizer.learning_rate.value))
+    run.summaries.epoch_end(
+        run.epoch,
+        train=dict(train_scalars, learning_rate=learning_rate),
+        validation=val,
+        grid_rows=(grid_targets, grid_inputs, run.model(grid_inputs, training=False)),
+        model=run.model,
+    )
+
+
+def _log_epoch(run: _Run, row: dict, val: dict) -> None:
+    best = run.loop.best
+    logging.info(
+        "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
+        "best %.4f (epoch %d)%s",
+        row["epoch"],
+        run.config.epochs,
+        row["loss"],
+        row["val_loss"],
+        val["psnr"],
+        row["seconds"],
+        row["images_per_sec"],
+        best.best,
+        best.best_epoch + 1,
+        "  early stop" if run.loop.stopped_early else "",
+    )
+
+
+def _finish(run: _Run) -> dict:
+    """Scores the best weights on the test images, writes metrics.json, the hparams and the
+    figures, and returns the metrics."""
+    run.summaries.close()
+    run.checkpoints.restore_best()
+    metrics = dict(
+        best_epoch=run.loop.best.best_epoch + 1,
+        best_val_loss=run.loop.best.best,
+        epochs_completed=run.epoch,
+        stopped_early=run.loop.stopped_early,
+        **test_metrics(run.strategy, run.model, run.eval_data_distributed, run.config.noise_factor),
+        replicas=run.strategy.num_replicas_in_sync,
+    )
+    workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
     logging.info("test (best model, epoch %d): %s", metrics["best_epoch"], metrics["test"])
     if "noisy_input" in metrics:
         logging.info("test (noisy input): %s", metrics["noisy_input"])
-    logging.info("weights fingerprint %s", weights_fingerprint(model))
-    summaries_lib.write_hparams(output_dir, config, metrics)
-    if output_dir == workdir:  # a non-chief worker's figures would be thrown away
-        plots_lib.write_figures(config, workdir, model, eval_data)
+    logging.info("weights fingerprint %s", weights_fingerprint(run.model))
+    summaries_lib.write_hparams(run.output_dir, run.config, metrics)
+    if run.output_dir == run.workdir:  # a non-chief worker's figures would be thrown away
+        plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
     return metrics
 
 
-def call_sizes(
-    done_in_epoch: int, steps_per_epoch: int, steps_per_loop: int, every: int, *, step: int
-) -> list[int]:
-    """How many steps each `train_steps` call of the rest of an epoch runs: `steps_per_loop`,
-    cut short at the epoch's end and, with `every` (checkpoint_every_steps) > 0, at each global
-    step that is a multiple of it. `step` is the global step before the first call."""
-    sizes = []
-    while done_in_epoch < steps_per_epoch:
-        count = min(steps_per_loop, steps_per_epoch - done_in_epoch)
-        if every:
-            count = min(count, every - step % every)
-        sizes.append(count)
-        done_in_epoch += count
-        step += count
-    return sizes
+def _interactive() -> bool:
+    return sys.stdout.isatty()
 
 
 def test_metrics(strategy, model, dist_eval_data, noise_factor: float) -> dict:

@@ -11,10 +11,8 @@ IMAGES = tf.constant(synthetic_images(96, seed=0))
 
 
 def epoch_batches(epoch, seed=0, noise_factor=0.5, skip=0, shape=(28, 28, 1), batch_size=32):
-    dataset = pipeline.train_dataset(
-        IMAGES, batch_size=batch_size, epoch=epoch, seed=seed, noise_factor=noise_factor,
-        input_shape=shape, skip_batches=skip,
-    )  # fmt: skip
+    batches = pipeline.TrainBatches(IMAGES, batch_size, seed, noise_factor, shape)
+    dataset = batches.dataset(epoch, skip_batches=skip)
     return [(x.numpy(), y.numpy()) for x, y in dataset]
 
 
@@ -68,10 +66,8 @@ def test_skipping_batches_resumes_the_same_sequence():
 
 @pytest.mark.parametrize("noise_factor, shape", [(0.5, (28, 28, 1)), (0.0, (784,))])
 def test_blocks_hold_the_same_batches_in_the_same_order(noise_factor, shape):
-    dataset = pipeline.train_dataset(
-        IMAGES, batch_size=16, epoch=4, seed=0, noise_factor=noise_factor, input_shape=shape,
-        skip_batches=2, block_sizes=[1, 3],
-    )  # fmt: skip
+    batches = pipeline.TrainBatches(IMAGES, 16, 0, noise_factor, shape)
+    dataset = batches.dataset(4, skip_batches=2, block_sizes=[1, 3])
     blocks = [(x.numpy(), y.numpy()) for x, y in dataset]
     assert [x.shape for x, _ in blocks] == [(1, 16, *shape), (3, 16, *shape)]
     per_batch = epoch_batches(4, noise_factor=noise_factor, shape=shape, batch_size=16)[2:]
@@ -84,10 +80,8 @@ def test_blocks_hold_the_same_batches_in_the_same_order(noise_factor, shape):
 @pytest.mark.parametrize("skip, sizes", [(0, [4, 3]), (5, [2]), (0, [2, 0])])
 def test_blocks_that_do_not_fit_the_epoch_are_refused(skip, sizes):
     with pytest.raises(ValueError, match="must be positive and fit the epoch's 6 batches"):
-        pipeline.train_dataset(
-            IMAGES, batch_size=16, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,),
-            skip_batches=skip, block_sizes=sizes,
-        )  # fmt: skip
+        batches = pipeline.TrainBatches(IMAGES, 16, 0, 0.0, (784,))
+        batches.dataset(0, skip_batches=skip, block_sizes=sizes)
 
 
 def test_zero_noise_and_flat_inputs_for_the_dense_model():

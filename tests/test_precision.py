@@ -33,7 +33,7 @@ def short_run(tiny_data, model, **overrides):
     keras.utils.set_random_seed(0)
     nets, optimizer = train.build_model_and_optimizer(config, strategy)
     net = nets.autoencoder
-    train_steps = steps.make_train_steps(
+    train_steps = steps.TrainSteps(
         strategy, net, optimizer, config.batch_size, jit_compile=config.xla
     )
     eval_sums = steps.make_eval_sums(strategy, net)
@@ -42,15 +42,11 @@ def short_run(tiny_data, model, **overrides):
     eval_data = pipeline.eval_dataset(
         test_images, batch_size=64, seed=0, noise_factor=config.noise_factor, input_shape=shape
     )
-    num_steps = len(tiny_data.x_train) // 64
-    one_block = steps.trains_on_blocks(strategy, net, jit_compile=config.xla)
+    batches = pipeline.TrainBatches(images, 64, 0, config.noise_factor, shape)
+    num_steps = batches.steps_per_epoch
     val_losses = []
     for epoch in range(EPOCHS):
-        batches = pipeline.train_dataset(
-            images, batch_size=64, epoch=epoch, seed=0, noise_factor=config.noise_factor,
-            input_shape=shape, block_sizes=[num_steps] if one_block else None,
-        )  # fmt: skip
-        train_steps(iter(batches), tf.constant(num_steps))
+        train_steps(train_steps.epoch_iterator(batches, epoch, [num_steps]), num_steps)
         val_losses.append(steps.sums_to_means(eval_sums(eval_data))["loss"])
     return np.array(val_losses)
 

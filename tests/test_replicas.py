@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from conftest import mirrored, synthetic_images
 
-from autoenc import distribute, models, pipeline, steps, train
+from autoenc import models, pipeline, steps, train
 from configs import conv_denoise, dense_compress
 
 IMAGES = tf.constant(synthetic_images(256, seed=3))
@@ -21,12 +21,11 @@ def train_weights(config, replicas, initial_weights):
     strategy = mirrored(replicas)
     nets, optimizer = train.build_model_and_optimizer(config, strategy, initial_weights)
     model = nets.autoencoder
-    train_steps = steps.make_train_steps(strategy, model, optimizer, config.batch_size)
-    dataset = pipeline.train_dataset(
-        IMAGES, batch_size=config.batch_size, epoch=0, seed=0,
-        noise_factor=config.noise_factor, input_shape=models.input_shape(config),
-    )  # fmt: skip
-    losses = train_steps(iter(distribute.distribute_dataset(strategy, dataset)), STEPS)
+    train_steps = steps.TrainSteps(strategy, model, optimizer, config.batch_size)
+    batches = pipeline.TrainBatches(
+        IMAGES, config.batch_size, 0, config.noise_factor, models.input_shape(config)
+    )
+    losses = train_steps(train_steps.epoch_iterator(batches, 0, [STEPS]), STEPS)
     return losses.numpy(), [w.copy() for w in model.get_weights()]
 
 

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from conftest import mirrored, synthetic_images
 
-from autoenc import pipeline, steps, train
+from autoenc import models, pipeline, steps, train
 from configs import dense_compress
 
 BATCH = 32
@@ -33,31 +33,30 @@ def dense_setup():
 
 def batches(as_float=False, blocks=False):
     images = tf.constant(synthetic_images(BATCH * sum(CALLS), seed=3))
-    dataset = pipeline.train_dataset(
-        images, batch_size=BATCH, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,),
-        block_sizes=list(CALLS) if blocks else None,
-    )  # fmt: skip
+    train_batches = pipeline.TrainBatches(images, BATCH, 0, 0.0, (784,))
+    dataset = train_batches.dataset(0, block_sizes=list(CALLS) if blocks else None)
     if as_float:
         dataset = dataset.map(lambda x, y: (pipeline.to_float(x), pipeline.to_float(y)))
     return iter(dataset)
 
 
 def train_calls(train_steps, iterator):
-    return np.concatenate([train_steps(iterator, tf.constant(n)).numpy() for n in CALLS])
+    return np.concatenate([train_steps(iterator, n).numpy() for n in CALLS])
 
 
 def test_one_xla_program_per_call_trains_like_one_program_per_step():
     train.set_op_determinism(True)
     strategy, model, optimizer = dense_setup()
-    assert steps.trains_on_blocks(strategy, model, jit_compile=True)
-    one_program = steps.make_train_steps(strategy, model, optimizer, BATCH, jit_compile=True)
+    one_program = steps.TrainSteps(strategy, model, optimizer, BATCH, jit_compile=True)
+    assert one_program.takes_blocks
     losses = train_calls(one_program, batches(blocks=True))
     weights = model.get_weights()
 
     strategy, model, optimizer = dense_setup()
     replica_step = tf.function(steps.make_replica_step(model, optimizer, BATCH), jit_compile=True)
     program_per_step = steps.make_step_loop(strategy, replica_step)
-    reference = train_calls(program_per_step, batches())
+    iterator = batches()
+    reference = np.concatenate([program_per_step(iterator, tf.constant(n)).numpy() for n in CALLS])
     assert len(losses) == sum(CALLS) and losses[-1] < losses[0]  # it trains
     np.testing.assert_allclose(losses, reference, rtol=1e-6)
     for got, expected in zip(weights, model.get_weights()):
@@ -69,7 +68,7 @@ def test_uint8_batches_train_like_float_batches():
     runs = []
     for as_float in (False, True):
         strategy, model, optimizer = dense_setup()
-        train_steps = steps.make_train_steps(strategy, model, optimizer, BATCH)
+        train_steps = steps.TrainSteps(strategy, model, optimizer, BATCH)
         runs.append((train_calls(train_steps, batches(as_float)), model.get_weights()))
     (losses, weights), (float_losses, float_weights) = runs
     np.testing.assert_allclose(losses, float_losses, rtol=1e-6)
@@ -79,21 +78,42 @@ def test_uint8_batches_train_like_float_batches():
 
 def test_a_block_of_another_length_than_the_call_is_refused():
     strategy, model, optimizer = dense_setup()
-    one_program = steps.make_train_steps(strategy, model, optimizer, BATCH, jit_compile=True)
+    one_program = steps.TrainSteps(strategy, model, optimizer, BATCH, jit_compile=True)
     before = model.get_weights()
     with pytest.raises(tf.errors.InvalidArgumentError, match="not num_steps batches"):
-        one_program(batches(blocks=True), tf.constant(CALLS[0] + 1))
+        one_program(batches(blocks=True), CALLS[0] + 1)
     for got, expected in zip(model.get_weights(), before):
         np.testing.assert_array_equal(got, expected)  # refused before any step
 
 
+def takes_blocks(strategy, model, jit_compile):
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    return steps.TrainSteps(strategy, model, optimizer, BATCH, jit_compile=jit_compile).takes_blocks
+
+
 def test_only_the_one_replica_xla_dense_steps_take_blocks():
     strategy, model, _ = dense_setup()
-    assert steps.trains_on_blocks(strategy, model, jit_compile=True)
-    assert not steps.trains_on_blocks(strategy, model, jit_compile=False)
-    assert not steps.trains_on_blocks(mirrored(2), model, jit_compile=True)
+    assert takes_blocks(strategy, model, jit_compile=True)
+    assert not takes_blocks(strategy, model, jit_compile=False)
+    with mirrored(2).scope():
+        assert not takes_blocks(mirrored(2), models.dense_autoencoder().autoencoder, True)
     conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3)])
-    assert not steps.trains_on_blocks(strategy, conv, jit_compile=True)
+    assert not takes_blocks(strategy, conv, jit_compile=True)
     transposed = keras.Sequential([keras.Input((8, 1)), keras.layers.Conv1DTranspose(1, 3)])
     nested = keras.Sequential([keras.Input((8, 1)), transposed])  # a convolution inside
-    assert not steps.trains_on_blocks(strategy, nested, jit_compile=True)
+    assert not takes_blocks(strategy, nested, jit_compile=True)
+
+
+@pytest.mark.parametrize(
+    "done, every, step, expected",
+    [
+        (0, 0, 0, [4, 4, 2]),  # steps_per_loop 4, then the epoch's end
+        (3, 0, 3, [4, 3]),  # resumed mid-epoch
+        (0, 3, 0, [3, 3, 3, 1]),  # cut at every checkpoint step
+        (0, 3, 20, [1, 3, 3, 3]),  # a later epoch: global step 20, next checkpoint at 21
+        (10, 3, 30, []),  # nothing left
+    ],
+)
+def test_call_sizes_cover_the_epoch_and_stop_at_checkpoints(done, every, step, expected):
+    assert steps.call_sizes(done, 10, 4, every, step=step) == expected

@@ -110,20 +110,6 @@ def test_mid_epoch_checkpoints_resume_exactly(tmp_path, tiny_data):
     assert resumed == whole
 
 
-@pytest.mark.parametrize(
-    "done, every, step, expected",
-    [
-        (0, 0, 0, [4, 4, 2]),  # steps_per_loop 4, then the epoch's end
-        (3, 0, 3, [4, 3]),  # resumed mid-epoch
-        (0, 3, 0, [3, 3, 3, 1]),  # cut at every checkpoint step
-        (0, 3, 20, [1, 3, 3, 3]),  # a later epoch: global step 20, next checkpoint at 21
-        (10, 3, 30, []),  # nothing left
-    ],
-)
-def test_call_sizes_cover_the_epoch_and_stop_at_checkpoints(done, every, step, expected):
-    assert train.call_sizes(done, 10, 4, every, step=step) == expected
-
-
 def test_finished_run_is_not_retrained(tmp_path, tiny_data):
     first = train.train_and_evaluate(dense_config(epochs=1), tmp_path, data=tiny_data)
     before = (tmp_path / "history.csv").stat().st_mtime_ns

@@ -1,0 +1,80 @@
+"""What the outer loop carries from one epoch to the next, saved with every checkpoint.
+
+`LoopState` holds the history rows, the best-checkpoint decision, the early-stopping counters
+and whether early stopping has ended the run. It travels inside the latest checkpoint as JSON
+(`to_checkpoint` / `from_checkpoint`), so a resumed run makes exactly the decisions an
+uninterrupted one would.
+"""
+
+import dataclasses
+
+from autoenc import callbacks
+
+HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
+# Which way is better for each logged value that early stopping may monitor (Keras reads this
+# from the compiled metrics; the loop has none).
+METRIC_DIRECTIONS = {"val_mse": "down", "val_bce": "down", "val_psnr": "up", "val_ssim": "up"}
+
+
+def make_early_stopping(config) -> callbacks.EarlyStopping | None:
+    """`config.early_stopping` as a `callbacks.EarlyStopping`, or None when it is off."""
+    es = config.early_stopping
+    if not es.enabled:
+        return None
+    return callbacks.EarlyStopping(
+        monitor=es.monitor,
+        min_delta=es.min_delta,
+        patience=es.patience,
+        mode=es.mode,
+        baseline=es.baseline,
+        restore_best_weights=es.restore_best_weights,
+        start_from_epoch=es.start_from_epoch,
+        metric_directions=METRIC_DIRECTIONS,
+    )
+
+
+@dataclasses.dataclass
+class LoopState:
+    """The host side of a run's state (the weights and counters are TensorFlow variables).
+
+    Attributes:
+        history: one dict per finished epoch, with `HISTORY_FIELDS`.
+        best: which epoch's weights are the best so far on val_loss (`ModelCheckpoint`'s rule).
+        early_stopping: the stopping rule and its counters; None when the config turns it off.
+        stopped_early: whether early stopping has ended the run.
+    """
+
+    history: list[dict]
+    best: callbacks.BestCheckpoint
+    early_stopping: callbacks.EarlyStopping | None
+    stopped_early: bool = False
+
+    @classmethod
+    def fresh(cls, config) -> "LoopState":
+        """The state before the first epoch."""
+        return cls(
+            history=[],
+            best=callbacks.BestCheckpoint(monitor="val_loss", mode="auto"),
+            early_stopping=make_early_stopping(config),
+        )
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict, config) -> "LoopState":
+        """The state `to_checkpoint` saved ({} for a run without a checkpoint yet)."""
+        state = cls.fresh(config)
+        state.history = list(saved.get("history", []))
+        state.stopped_early = bool(saved.get("stopped_early", False))
+        if "best" in saved:
+            state.best.load_state_dict(saved["best"])
+        if state.early_stopping and "early_stopping" in saved:
+            state.early_stopping.load_state_dict(saved["early_stopping"])
+        return state
+
+    def to_checkpoint(self) -> dict:
+        """The state as a JSON-serialisable dict, for `from_checkpoint`."""
+        saved = dict(
+            history=self.history, best=self.best.state_dict(), stopped_early=self.stopped_early
+        )
+        if self.early_stopping:
+            saved["early_stopping"] = self.early_stopping.state_dict()
+        return saved
