@@ -40,6 +40,7 @@ flags.DEFINE_integer("eval_seed", None, "eval: seed of that noise; default the r
 flags.DEFINE_string("export_dir", None, "export: SavedModel directory; default WORKDIR/export.")
 flags.DEFINE_list("inputs", None, "apply: .png/.jpg/.jpeg/.npy files and directories of them.")
 flags.DEFINE_string("output_dir", None, "apply: where the results go (created if missing).")
+flags.DEFINE_bool("overwrite", None, "apply: replace files in --output_dir named like a result.")
 
 
 def main(argv: list[str], overrides: dict[str, str]) -> None:

@@ -22,6 +22,7 @@ import shutil
 import tensorflow as tf
 
 from autoenc import checkpoints, serving
+from autoenc import config as config_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
@@ -123,25 +124,42 @@ def export_workdir(config, workdir, export_dir=None) -> pathlib.Path:
     best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     _check_target(target)
     with workdir_lib.WorkdirLock(workdir):
-        nets = checkpoints.load_best_model(config, workdir)
-        functions = serving.ServingFunctions(nets, config.model)
-        info = dict(written_by=WRITTEN_BY, model=config.model, checkpoint=os.path.abspath(best))
-        if config.model == "dense":
-            info["encoding_dim"] = config.encoding_dim
-        staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+        staging = _make_staging_dir(target)  # an unwritable target fails before the work
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(staging, ignore_errors=True)  # a leftover of a crashed attempt
-            _write_saved_model(functions, staging, info)
-            if target.exists():
-                os.rename(target, aside)
-            os.rename(staging, target)
-        except (OSError, tf.errors.OpError) as e:
+            nets = checkpoints.load_best_model(config, workdir)
+            functions = serving.ServingFunctions(nets, config.model)
+            info = dict(written_by=WRITTEN_BY, model=config.model, checkpoint=os.path.abspath(best))
+            info.update({field: config[field] for field in config_lib.MODEL_FIELDS[config.model]})
+            _write_and_swap(functions, staging, target, info)
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
-            if aside.exists() and not target.exists():
-                os.rename(aside, target)  # put the previous export back
-            reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
-            raise UserError(f"cannot write the export to {target}: {reason}") from None
-        shutil.rmtree(aside, ignore_errors=True)
     return target
+
+
+def _make_staging_dir(target: pathlib.Path) -> pathlib.Path:
+    """A fresh empty directory beside `target`, where the SavedModel is written first."""
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a leftover of a crashed attempt
+        staging.mkdir()
+    except OSError as e:
+        raise UserError(f"cannot write the export to {target}: {e.strerror or e}") from None
+    return staging
+
+
+def _write_and_swap(functions, staging: pathlib.Path, target: pathlib.Path, info: dict) -> None:
+    """Writes the SavedModel into `staging`, then renames it onto `target`; a previous export
+    there is renamed aside first and removed last, or put back if anything fails."""
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+    try:
+        _write_saved_model(functions, staging, info)
+        if target.exists():
+            os.rename(target, aside)
+        os.rename(staging, target)
+    except (OSError, tf.errors.OpError) as e:
+        if aside.exists() and not target.exists():
+            os.rename(aside, target)  # put the previous export back
+        reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
+        raise UserError(f"cannot write the export to {target}: {reason}") from None
+    shutil.rmtree(aside, ignore_errors=True)

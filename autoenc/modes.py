@@ -18,7 +18,7 @@ from autoenc.errors import UsageError, UserError
 MODE_FLAGS = {
     "eval": ("noise_factor", "eval_seed"),
     "export": ("export_dir",),
-    "apply": ("inputs", "output_dir"),
+    "apply": ("inputs", "output_dir", "overwrite"),
 }
 
 
@@ -39,11 +39,16 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         if value is not None and flag not in MODE_FLAGS.get(mode, ()):
             owner = next(name for name, flags in MODE_FLAGS.items() if flag in flags)
             raise UsageError(f"--{flag} is for --mode={owner}, not --mode={mode}")
+    if mode != "train":
+        workdir_lib.check_readable(workdir)
     if mode == "train":
         metrics = train.train_and_evaluate(config, workdir, strategy_name=strategy_name)
         logging.info("metrics in %s/metrics.json: test %s", workdir, metrics["test"])
     elif mode == "figures":
-        paths = plots.figures_from_workdir(config, workdir)
+        try:
+            paths = plots.figures_from_workdir(config, workdir)
+        except OSError as e:
+            raise UserError(f"cannot write figures in {workdir}: {e.strerror or e}") from None
         logging.info("figures: %s", ", ".join(str(path) for path in paths))
     elif mode == "eval":
         run_eval(config, workdir, options.get("noise_factor"), options.get("eval_seed"))
@@ -52,7 +57,8 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         signatures = "serving_default, reconstruct, encode, decode"
         logging.info("SavedModel in %s (signatures: %s)", path, signatures)
     else:
-        run_apply(config, workdir, options.get("inputs"), options.get("output_dir"))
+        inputs, output_dir = options.get("inputs"), options.get("output_dir")
+        run_apply(config, workdir, inputs, output_dir, bool(options.get("overwrite")))
 
 
 def run_eval(config, workdir, noise_factor, seed) -> None:
@@ -78,12 +84,13 @@ def _brief(quality: dict) -> str:
     )
 
 
-def run_apply(config, workdir, inputs, output_dir) -> None:
+def run_apply(config, workdir, inputs, output_dir, overwrite=False) -> None:
     """Applies the best model to files; one stderr line per file that fails, then an error."""
     if not inputs or not output_dir:
         raise UsageError("--mode=apply needs --inputs=PATH[,PATH...] and --output_dir=DIR")
     failed = total = 0
-    for outcome in apply_lib.apply_to_files(config, workdir, inputs, output_dir):
+    outcomes = apply_lib.apply_to_files(config, workdir, inputs, output_dir, overwrite=overwrite)
+    for outcome in outcomes:
         total += 1
         if outcome.problem:
             failed += 1

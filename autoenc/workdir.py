@@ -7,6 +7,7 @@ over the old one, so a kill at any instant leaves the previous version readable.
 """
 
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -65,7 +66,14 @@ class WorkdirLock:
         self._file = None
 
     def __enter__(self):
-        self._file = open(self.path, "a+")
+        writable = True
+        try:
+            self._file = open(self.path, "a+")
+        except OSError as e:
+            # A workdir the user may read but not write (another user's run, a read-only
+            # mount): its lock file, left by the run that made it, can still be locked.
+            writable = False
+            self._file = self._open_read_only(e)
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -76,14 +84,47 @@ class WorkdirLock:
                 f"another run (pid {holder}) is using workdir {self.path.parent}; "
                 "wait for it to finish or pick another --workdir"
             ) from None
-        self._file.truncate(0)
-        self._file.write(str(os.getpid()))
-        self._file.flush()
+        except OSError as e:
+            self._file.close()
+            raise UserError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        if writable:
+            self._file.truncate(0)
+            self._file.write(str(os.getpid()))
+            self._file.flush()
         return self
+
+    def _open_read_only(self, error: OSError):
+        try:
+            return open(self.path)
+        except OSError:
+            reason = error.strerror or error
+            raise UserError(
+                f"cannot use workdir {self.path.parent}: {self.path.name} cannot be opened"
+                f" ({reason}); the run's own user can, or copy the workdir somewhere writable"
+            ) from None
 
     def __exit__(self, *exc):
         fcntl.flock(self._file, fcntl.LOCK_UN)
         self._file.close()
+
+
+def check_readable(workdir) -> None:
+    """Checks that a run's work directory, if it exists, can be read (for the modes that use
+    a trained run), so a permission problem is one line rather than an error deep inside.
+
+    Raises:
+        UserError: the workdir or its best checkpoint directory cannot be listed.
+    """
+    path = pathlib.Path(workdir)
+    for directory in (path, path / "best"):
+        try:
+            os.listdir(directory)
+            if not os.access(directory, os.R_OK | os.X_OK):  # listing alone needs no X
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        except (FileNotFoundError, NotADirectoryError):
+            return  # no run there: the caller says so ("no best checkpoint ... train first")
+        except OSError as e:
+            raise UserError(f"--workdir={workdir}: cannot read {directory}: {e.strerror}") from None
 
 
 def prepare(workdir) -> pathlib.Path:

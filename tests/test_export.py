@@ -160,7 +160,6 @@ def test_a_failed_write_keeps_the_previous_export(exports, monkeypatch):
     before = {p: p.read_bytes() for p in run["path"].rglob("*") if p.is_file()}
 
     def write_half_then_fail(functions, directory, info):
-        directory.mkdir()
         (directory / "saved_model.pb").write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
