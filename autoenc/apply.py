@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from autoenc import checkpoints, image_files, serving
+from autoenc import checkpoints, image_files, models, serving
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
@@ -131,7 +131,7 @@ def apply_to_files(
                 _check_target(target, written, input_files)
                 images = image_files.read_images(source)
                 height, width = images.pixels.shape[1:]
-                if config.model == "dense" and (height, width) != (28, 28):
+                if config.model in models.FLAT_MODELS and (height, width) != (28, 28):
                     raise image_files.FileProblem(
                         f"{height}x{width} pixels; the dense model takes exactly 28x28"
                         " (resize the image first)"

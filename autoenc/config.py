@@ -45,6 +45,8 @@ class Bounds(NamedTuple):
 MODEL_FIELDS = {
     "dense": {"encoding_dim": Bounds(1), "activity_l1": Bounds(0.0)},
     "conv": {},
+    "deep_dense": {"encoding_dim": Bounds(1), "hidden_units": Bounds(2)},
+    "unet": {"filters": Bounds(1)},
 }
 MODELS = tuple(MODEL_FIELDS)
 # The bounds of every other numeric field. Integers also stay below INT_LIMIT (the loop's
@@ -215,7 +217,7 @@ def validate(config: config_dict.ConfigDict, num_train_images: int | None = None
     _check_choices(config)
     _check_numbers(config)
     _check_early_stopping(config)
-    if config.xla and config.deterministic and config.model == "conv":
+    if config.xla and config.deterministic and config.model in ("conv", "unet"):
         _fail(
             config,
             "xla",

@@ -1,8 +1,10 @@
-"""The chapter's two autoencoders, built exactly as the book builds them.
+"""The chapter's two autoencoders, built exactly as the book builds them, and two beyond them.
 
 Each builder returns an `Autoencoder`: the trainable `autoencoder` plus an `encoder` and a
 `decoder` that share its layers (so training the autoencoder trains them too), as in the
 book's compression example where the decoder is rebuilt from the autoencoder's last layer.
+Besides the book's `dense_autoencoder` and `conv_denoiser` there are `deep_dense_autoencoder`
+(hidden layers around the code) and `unet_denoiser` (skip connections, any image size).
 
 `precision` is a Keras dtype policy name for every layer but the last: "float32", or
 "mixed_float16" / "mixed_bfloat16" (compute in 16 bits, keep float32 weights). The last layer
@@ -13,6 +15,7 @@ mixed precision: a 16-bit sigmoid saturates and its BCE loses precision).
 from typing import NamedTuple
 
 import keras
+import tensorflow as tf
 
 IMAGE_SHAPE = (28, 28, 1)
 FLAT_SIZE = 28 * 28
@@ -102,15 +105,171 @@ def conv_denoiser(precision: str = "float32") -> Autoencoder:
     return Autoencoder(autoencoder, encoder, decoder)
 
 
+def deep_dense_autoencoder(
+    encoding_dim: int = 32, hidden_units: int = 512, precision: str = "float32"
+) -> Autoencoder:
+    """An MLP around a linear code: 784 -> 512 -> 256 -> code -> 256 -> 512 -> 784.
+
+    The hidden layers are ReLU; the code is linear (no ReLU, no L1), so all of it carries
+    information; the output is a sigmoid as in the book. The decoder mirrors the encoder.
+
+    Args:
+        encoding_dim: size of the code.
+        hidden_units: width of the first hidden layer; the second has half as many units.
+        precision: the dtype policy of every layer but the last (see the module docstring).
+
+    Returns:
+        The autoencoder (1,083,696 parameters at the defaults), its encoder (784 -> code) and
+        its decoder (code -> 784).
+    """
+
+    def dense(units, name, activation="relu", dtype=precision):
+        return keras.layers.Dense(units, activation=activation, name=name, dtype=dtype)
+
+    widths = (hidden_units, hidden_units // 2)
+    encoder_layers = [dense(n, f"enc_dense{i + 1}") for i, n in enumerate(widths)]
+    encoder_layers.append(dense(encoding_dim, "encode", activation=None))
+    decoder_layers = [dense(n, f"dec_dense{i + 1}") for i, n in enumerate(widths[::-1])]
+    decoder_layers.append(dense(FLAT_SIZE, "decode", activation="sigmoid", dtype="float32"))
+    return _assemble(
+        encoder_layers, decoder_layers, keras.Input(shape=(FLAT_SIZE,), name="image"), "deep_dense"
+    )
+
+
+class SpaceToDepth(keras.layers.Layer):
+    """Moves each `block` x `block` patch of pixels into channels (tf.nn.space_to_depth)."""
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = block
+
+    def call(self, x):
+        return tf.nn.space_to_depth(x, self.block)
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
+class DepthToSpace(SpaceToDepth):
+    """The inverse of `SpaceToDepth` with the same block (tf.nn.depth_to_space)."""
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, self.block)
+
+
+class SplitChannels(keras.layers.Layer):
+    """Splits the last axis into consecutive parts of the given sizes (a list of tensors)."""
+
+    def __init__(self, sizes: tuple, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = tuple(sizes)
+
+    def call(self, x):
+        return tf.split(x, list(self.sizes), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "sizes": self.sizes}
+
+
+def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
+    """A small U-Net: two 3x3 ReLU convs per level at `filters`, 2x and 4x channels, with
+    2x2 max pooling down, upsampling back, and the skip connections concatenated.
+
+    A U-Net's decoder needs the encoder's full-resolution features as well as its bottleneck,
+    so the code is all three levels packed at 1/4 resolution: the 28x28 and 14x14 features
+    moved into channels (space-to-depth) and stacked with the 7x7 bottleneck, (7, 7, 28 *
+    filters). The decoder unpacks it; `decoder(encoder(x))` is `autoencoder(x)`. Every layer
+    takes any height and width divisible by 4, so the model is declared on (None, None, 1).
+
+    Args:
+        filters: channels at full resolution (16 gives 16/32/64).
+        precision: the dtype policy of every layer but the last (see the module docstring).
+
+    Returns:
+        The denoiser (118,113 parameters at filters 16), its encoder (H x W x 1 -> H/4 x W/4 x
+        28 * filters) and its decoder (the code -> H x W x 1).
+    """
+    widths = (filters, 2 * filters, 4 * filters)
+
+    def conv(width, name, activation="relu", dtype=precision):
+        return keras.layers.Conv2D(
+            width, 3, activation=activation, padding="same", name=name, dtype=dtype
+        )
+
+    def twice(width, name):
+        return [conv(width, f"{name}a"), conv(width, f"{name}b")]
+
+    def layer(cls, *args, name):
+        return cls(*args, name=name, dtype=precision)
+
+    image = keras.Input(shape=(None, None, 1), name="image")
+    full = _chain(twice(widths[0], "enc1_conv"), image)
+    half = _chain([layer(keras.layers.MaxPooling2D, 2, name="enc_pool1")], full)
+    half = _chain(twice(widths[1], "enc2_conv"), half)
+    quarter = layer(keras.layers.MaxPooling2D, 2, name="enc_pool2")(half)
+    quarter = _chain(twice(widths[2], "bottleneck_conv"), quarter)
+    pack = layer(keras.layers.Concatenate, name="pack")
+    full_packed = layer(SpaceToDepth, 4, name="pack_full")(full)
+    code = pack([full_packed, layer(SpaceToDepth, 2, name="pack_half")(half), quarter])
+    encoder = keras.Model(image, code, name="encoder")
+
+    split = layer(SplitChannels, (16 * widths[0], 4 * widths[1], widths[2]), name="unpack")
+    unpack_full = layer(DepthToSpace, 4, name="unpack_full")
+    unpack_half = layer(DepthToSpace, 2, name="unpack_half")
+    up1 = [layer(keras.layers.UpSampling2D, 2, name="dec_up1")]
+    up2 = [layer(keras.layers.UpSampling2D, 2, name="dec_up2")]
+    join1 = layer(keras.layers.Concatenate, name="dec_skip1")
+    join2 = layer(keras.layers.Concatenate, name="dec_skip2")
+    convs1, convs2 = twice(widths[1], "dec1_conv"), twice(widths[0], "dec2_conv")
+    output = conv(1, "dec_out", activation="sigmoid", dtype="float32")
+
+    def decode(code):
+        full, half, quarter = split(code)
+        x = _chain(convs1, join1([_chain(up1, quarter), unpack_half(half)]))
+        x = _chain(convs2, join2([_chain(up2, x), unpack_full(full)]))
+        return output(x)
+
+    autoencoder = keras.Model(image, decode(code), name="unet_denoiser")
+    code_input = keras.Input(shape=code.shape[1:], name="code")
+    decoder = keras.Model(code_input, decode(code_input), name="decoder")
+    return Autoencoder(autoencoder, encoder, decoder)
+
+
+def _chain(layers, x):
+    """`x` through each layer in turn."""
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _assemble(encoder_layers, decoder_layers, image, name) -> Autoencoder:
+    """The triple of a chain of encoder layers followed by a chain of decoder layers."""
+    chain = _chain
+    code = chain(encoder_layers, image)
+    autoencoder = keras.Model(image, chain(decoder_layers, code), name=name)
+    encoder = keras.Model(image, code, name="encoder")
+    code_input = keras.Input(shape=code.shape[1:], name="code")
+    decoder = keras.Model(code_input, chain(decoder_layers, code_input), name="decoder")
+    return Autoencoder(autoencoder, encoder, decoder)
+
+
+# Models whose input is a flat 784 vector (28x28 images only); the others take images.
+FLAT_MODELS = ("dense", "deep_dense")
+
+
 def build(config) -> Autoencoder:
-    """Builds the model a config names (`config.model` is 'dense' or 'conv')."""
+    """Builds the model a config names (`config.model`, one of config.MODEL_FIELDS)."""
     if config.model == "dense":
         return dense_autoencoder(config.encoding_dim, config.activity_l1, config.precision)
     if config.model == "conv":
         return conv_denoiser(config.precision)
+    if config.model == "deep_dense":
+        return deep_dense_autoencoder(config.encoding_dim, config.hidden_units, config.precision)
+    if config.model == "unet":
+        return unet_denoiser(config.filters, config.precision)
     raise ValueError(f"unknown model {config.model!r}")  # validate_config catches this first
 
 
 def input_shape(config) -> tuple:
-    """The shape of one model input: flat 784 vectors for the dense model, images otherwise."""
-    return (FLAT_SIZE,) if config.model == "dense" else IMAGE_SHAPE
+    """The shape of one model input: flat 784 vectors for the dense models, images otherwise."""
+    return (FLAT_SIZE,) if config.model in FLAT_MODELS else IMAGE_SHAPE

@@ -36,8 +36,11 @@ def any_size_denoiser(autoencoder: keras.Model) -> keras.Model:
     """The conv denoiser's layers (shared, so the same weights) on inputs of any H and W.
 
     The trained model's input is declared 28x28x1 and Keras refuses other sizes; the layers
-    themselves are all convolutions, poolings and upsamplings, which take any size.
+    themselves are all convolutions, poolings and upsamplings, which take any size. A model
+    declared on any size already (the U-Net, whose skips are not one chain) is returned as is.
     """
+    if autoencoder.input.shape[1:3] == (None, None):
+        return autoencoder
     x = image = keras.Input(shape=(None, None, 1), name="image")
     for layer in autoencoder.layers[1:]:  # [0] is the InputLayer; the model is one chain
         x = layer(x)
@@ -52,7 +55,7 @@ class ServingFunctions(tf.Module):
 
     def __init__(self, nets: models.Autoencoder, model_kind: str):
         super().__init__()
-        self.dense = model_kind == "dense"
+        self.dense = model_kind in models.FLAT_MODELS
         self.autoencoder, self.encoder, self.decoder = nets
         if not self.dense:
             self.any_size = any_size_denoiser(nets.autoencoder)

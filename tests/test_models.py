@@ -1,7 +1,9 @@
 """The book's two architectures: parameter counts, shapes, and shared encoder/decoder weights."""
 
 import numpy as np
+import pytest
 
+from autoenc import config as config_lib
 from autoenc import models
 
 
@@ -43,3 +45,61 @@ def test_encoder_then_decoder_equals_autoencoder_and_shares_weights():
         changed = nets.decoder(nets.encoder(x))
         np.testing.assert_allclose(changed, nets.autoencoder(x), rtol=1e-5, atol=1e-6)
         assert not np.allclose(changed, whole)
+
+
+def test_deep_dense_autoencoder_shapes():
+    nets = models.deep_dense_autoencoder(encoding_dim=32, hidden_units=512)
+    # 784-512-256-32 and back: weights plus biases of six Dense layers.
+    assert nets.autoencoder.count_params() == 1_083_696
+    assert [l.output.shape[1] for l in nets.autoencoder.layers[1:]] == [512, 256, 32, 256, 512, 784]
+    assert nets.encoder.output.shape == (None, 32)
+    assert nets.decoder.input.shape == (None, 32)
+    assert nets.decoder.output.shape == (None, 784)
+    assert nets.autoencoder.layers[-1].dtype_policy.name == "float32"
+
+
+def test_unet_denoiser_shapes_and_code():
+    nets = models.unet_denoiser(filters=16)
+    assert nets.autoencoder.count_params() == 118_113
+    # The code packs the 28x28x16 and 14x14x32 skips and the 7x7x64 bottleneck at 7x7.
+    x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype("float32")
+    assert nets.encoder(x).shape == (2, 7, 7, 16 * 16 + 32 * 4 + 64)
+    assert nets.decoder.output.shape == (None, None, None, 1)
+    assert models.unet_denoiser(filters=8).autoencoder.count_params() < 118_113 / 3
+
+
+def test_unet_denoiser_takes_any_size_divisible_by_four():
+    nets = models.unet_denoiser()
+    for height, width in ((28, 28), (36, 44), (4, 8)):
+        x = np.random.default_rng(1).uniform(size=(1, height, width, 1)).astype("float32")
+        assert nets.autoencoder(x).shape == (1, height, width, 1)
+    # Fully convolutional: a 28x28 image's output is the same whatever batch it is in.
+    x = np.random.default_rng(2).uniform(size=(3, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(
+        nets.autoencoder(x[1:2]), nets.autoencoder(x)[1:2], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_new_models_share_weights_between_the_halves():
+    for nets in (models.deep_dense_autoencoder(), models.unet_denoiser()):
+        shape = (4, *(d or 28 for d in nets.autoencoder.input.shape[1:]))
+        x = np.random.default_rng(0).uniform(size=shape).astype("float32")
+        whole = nets.autoencoder(x)
+        np.testing.assert_allclose(nets.decoder(nets.encoder(x)), whole, rtol=1e-5, atol=1e-6)
+        first = nets.autoencoder.layers[1]  # an encoder layer
+        first.set_weights([w + 0.1 for w in first.get_weights()])
+        changed = nets.decoder(nets.encoder(x))
+        np.testing.assert_allclose(changed, nets.autoencoder(x), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(changed, whole)
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [("deep_compress", 1_083_696), ("unet_denoise", 118_113)],
+)
+def test_new_configs_build_their_models(name, params):
+    config = config_lib.load_config(name)
+    config_lib.validate(config, num_train_images=60_000)
+    nets = models.build(config)
+    assert nets.autoencoder.count_params() == params
+    assert models.input_shape(config) == ((784,) if config.model == "deep_dense" else (28, 28, 1))
