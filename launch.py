@@ -7,6 +7,7 @@ Flags in, `autoenc.modes.run` out: `--mode=train` (the default) trains, `figures
 its exit code.
 """
 
+import logging
 import os
 import sys
 
@@ -15,6 +16,9 @@ from absl import app, flags
 from autoenc.command_line import configure_process, fail, quiet_native_stderr, split_overrides
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+# ...and its Python INFO notes ("Using MirroredStrategy with devices ..."), which would precede
+# a one-line error; the run logs its devices itself.
+logging.getLogger("tensorflow").setLevel(logging.WARNING)
 configure_process()  # before TensorFlow loads: see its docstring
 
 FLAGS = flags.FLAGS
