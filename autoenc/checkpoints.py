@@ -1,10 +1,12 @@
 """A run's state on disk: the latest checkpoint (to resume) and the best weights.
 
-`RunCheckpoints` holds two `tf.train.CheckpointManager`s. The latest checkpoint has everything
+`RunCheckpoints` holds three `tf.train.CheckpointManager`s. The latest checkpoint has everything
 that decides the rest of a run: weights, optimizer slots, step and epoch counters, and the
 host-side state (history, best value, early-stopping counters) as a JSON string variable, so
 all of it restores atomically from one file set. The best checkpoint has the model weights
-only, like Keras' `ModelCheckpoint(save_best_only=True, save_weights_only=True)`. TensorFlow
+only, like Keras' `ModelCheckpoint(save_best_only=True, save_weights_only=True)`; the final
+checkpoint has the weights Keras' `fit` would leave in the model when training ends (the last
+epoch's or, with `early_stopping.restore_best_weights`, early stopping's best). TensorFlow
 writes each checkpoint's files before it rewrites the small `checkpoint` pointer file, so a kill
 during a save leaves the previous checkpoint in force.
 """
@@ -77,6 +79,9 @@ class RunCheckpoints:
         )
         self._best_checkpoint = tf.train.Checkpoint(model=model)
         self._best = tf.train.CheckpointManager(self._best_checkpoint, self.best_dir, max_to_keep=1)
+        self._final = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=model), pathlib.Path(workdir) / "final", max_to_keep=1
+        )
 
     def restore_latest(self) -> bool:
         """Restores the latest checkpoint if there is one; call inside the strategy scope,
@@ -120,6 +125,17 @@ class RunCheckpoints:
             return False
         self._best_checkpoint.restore(path).assert_existing_objects_matched()
         return True
+
+    def save_final(self, epoch: int) -> None:
+        """Saves the model weights as the final ones: those Keras' `fit` would leave in the
+        model (`epoch` 1-based: the epoch they are from)."""
+        self._final.save(checkpoint_number=epoch)
+
+    def restore_final(self) -> int:
+        """Loads the final weights into the model and returns their 1-based epoch."""
+        path = self._final.latest_checkpoint
+        self._final.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(path.rsplit("-", 1)[1])
 
 
 def best_checkpoint_path(workdir) -> str:

@@ -9,11 +9,16 @@ uninterrupted one would.
 import dataclasses
 
 from autoenc import callbacks
+from autoenc.config import LOGGED_VALUES
 
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
-# Which way is better for each logged value that early stopping may monitor (Keras reads this
-# from the compiled metrics; the loop has none).
-METRIC_DIRECTIONS = {"val_mse": "down", "val_bce": "down", "val_psnr": "up", "val_ssim": "up"}
+# The direction of each metric the loop logs, by its name without `val_`, as Keras reads it
+# from a compiled metric in 'auto' mode (the loop compiles none).
+METRIC_DIRECTIONS = {
+    name.removeprefix("val_"): "up" if direction == "max" else "down"
+    for name, direction in LOGGED_VALUES.items()
+    if name not in ("loss", "val_loss")
+}
 
 
 def make_early_stopping(config) -> callbacks.EarlyStopping | None:

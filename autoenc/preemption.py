@@ -4,13 +4,15 @@ Preemptible machines send SIGTERM before they kill; a user's Ctrl-C sends SIGINT
 flag that the training loop checks between traced step calls (a signal cannot interrupt a step
 that is running in C++ anyway), so the checkpoint it then writes is consistent. The run ends
 with `Preempted`, whose exit code (75, EX_TEMPFAIL: "try again") tells a job scheduler that
-rerunning the same command resumes the run.
+rerunning the same command resumes the run. After the last epoch (test scoring, figures) a
+signal stops the run at once, since everything it would lose is redone by rerunning.
 
 TensorFlow's `PreemptionCheckpointHandler` was the first choice, but it wraps one step per call
 and owns the checkpoint, while this loop runs `steps_per_loop` steps per call and checkpoints
 state (early stopping, history) that the handler does not know about.
 """
 
+import contextlib
 import signal
 import threading
 
@@ -31,6 +33,7 @@ class StopSignals:
     def __init__(self):
         self.received: int | None = None
         self._previous = {}
+        self._at_once: str | None = None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # handlers need the main thread
@@ -45,6 +48,21 @@ class StopSignals:
 
     def _handle(self, signum, frame):
         self.received = signum
+        if self._at_once:
+            raise Preempted(self._at_once.format(signal=self.name()))
+
+    @contextlib.contextmanager
+    def stopping_at_once(self, message: str):
+        """Within the block a signal stops the run at once, raising `Preempted(message)`
+        (`{signal}` in it is replaced by the signal's name); one already received raises on
+        entry. For work after the last checkpoint that rerunning the command redoes."""
+        self._at_once = message
+        try:
+            if self.received:
+                raise Preempted(message.format(signal=self.name()))
+            yield
+        finally:
+            self._at_once = None
 
     def name(self) -> str:
         return signal.Signals(self.received).name if self.received else ""

@@ -4,11 +4,11 @@ The layout matches Keras' TensorBoard callback (`WORKDIR/train`, `WORKDIR/valida
 `tensorboard --logdir WORKDIR` overlays training and validation curves under the same tags, and a
 parent directory of several workdirs shows them side by side. The train run gets the per-epoch
 scalars, the loss every `loss_every_steps` steps, the graph of the traced train step and, if
-`config.histograms`, weight histograms; the validation run gets the per-epoch metrics and an
-image grid of fixed validation images. At the end of a run `write_hparams` puts the config and
-the test metrics into `WORKDIR` itself (the run TensorBoard names after the workdir) for the
-HParams dashboard. Nothing here runs inside `strategy.run`, where tf.summary has no default
-writer or step.
+`config.histograms`, weight histograms; the validation run gets the per-epoch metrics and an image
+grid of fixed validation images. `write_hparams` puts the config (when a run starts) and the test
+metrics (when it ends) into `WORKDIR` itself (the run TensorBoard names after the workdir) for the
+HParams dashboard. Nothing here runs inside `strategy.run`, where tf.summary has no default writer
+or step.
 """
 
 import pathlib
@@ -148,33 +148,38 @@ def hparams_of(config) -> dict[str, bool | int | float | str]:
     return values
 
 
-def write_hparams(workdir: pathlib.Path, config, metrics: dict) -> None:
-    """Writes the config as hparams and the test metrics as scalars into `WORKDIR` itself.
+def write_hparams(workdir: pathlib.Path, config, metrics: dict | None = None) -> None:
+    """Writes the config as hparams, and the test metrics if given, into `WORKDIR` itself.
 
-    The HParams dashboard makes every run holding hparams one session (a row) and takes the
-    last value of each scalar tag in it, and in the runs under it, as that session's metrics:
-    `test_bce`, `test_mse`, `test_psnr`, `test_ssim` and `best_val_loss` here, next to
-    `train/epoch_loss` and the other per-epoch scalars. No experiment summary
-    (`hp.hparams_config`) is written: TensorBoard would take the first it finds as the list of
-    hparams for all runs, hiding `encoding_dim` when a conv run came first; without one it
-    takes the union over runs. A run extended later rewrites the file, so the session always
-    shows the latest config and results.
+    Called when a run starts (no metrics yet: a running, stopped or preempted run is already a
+    row of the HParams dashboard, its metric columns filled from the per-epoch scalars) and
+    again when it ends (with metrics.json's test metrics). The dashboard makes every run
+    holding hparams one session (a row) and takes the last value of each scalar tag in it, and
+    in the runs under it, as that session's metrics: `test_bce`, `test_mse`, `test_psnr`,
+    `test_ssim` and `best_val_loss` here, next to `train/epoch_loss` and the other per-epoch
+    scalars. No experiment summary (`hp.hparams_config`) is written: TensorBoard would take the
+    first it finds as the list of hparams for all runs, hiding `encoding_dim` when a conv run
+    came first; without one it takes the union over runs. Each call replaces the file of the
+    previous one, so the row always shows the latest config and results.
 
     Args:
         workdir: the run's work directory.
         config: the run's config.
-        metrics: the contents of metrics.json (`test`, `best_val_loss`, `epochs_completed`).
+        metrics: the contents of metrics.json (`test`, `best_val_loss`, `epochs_completed`), or
+            None at the start of a run.
     """
     workdir = pathlib.Path(workdir)
     previous = list(workdir.glob("events.out.tfevents.*"))
     writer = tf.summary.create_file_writer(str(workdir))
     # The trial id groups sessions in the dashboard; the path keeps equal configs in different
     # workdirs apart (the default, a hash of the hparams, would merge them into one row).
-    with writer.as_default(step=metrics["epochs_completed"]):
+    step = metrics["epochs_completed"] if metrics else 0
+    with writer.as_default(step=step):
         hp.hparams(hparams_of(config), trial_id=str(workdir.resolve()))
-        for name in TEST_METRICS:
-            tf.summary.scalar(f"test_{name}", metrics["test"][name])
-        tf.summary.scalar("best_val_loss", metrics["best_val_loss"])
+        if metrics:
+            for name in TEST_METRICS:
+                tf.summary.scalar(f"test_{name}", metrics["test"][name])
+            tf.summary.scalar("best_val_loss", metrics["best_val_loss"])
     writer.close()
     for path in previous:  # only after the new file is complete: never a moment without one
         path.unlink(missing_ok=True)

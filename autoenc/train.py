@@ -191,6 +191,7 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
     before a restore, or its slots are silently not restored)."""
     distribute.per_replica_batch(strategy, config.batch_size)  # refuses an uneven split
     workdir_lib.atomic_write_text(output_dir / "config.json", config_lib.to_json(config))
+    summaries_lib.write_hparams(output_dir, config)  # the run is a dashboard row from now on
     set_op_determinism(config.deterministic)
     train_images, test_images = images
     input_shape = models.input_shape(config)
@@ -305,6 +306,8 @@ def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: flo
         run.loop.best.commit(epoch, logs)  # only after the save succeeded
     if run.loop.early_stopping:
         run.loop.stopped_early = run.loop.early_stopping.update(epoch, logs)
+        if run.loop.early_stopping.restored_epoch() == epoch:  # Keras snapshots these weights
+            run.checkpoints.save_final(epoch + 1)
     images_per_sec = trained_steps * config.batch_size / max(train_seconds, 1e-9)
     seconds = time.perf_counter() - started
     row = dict(
@@ -359,27 +362,56 @@ def _log_epoch(run: _Run, row: dict, val: dict) -> None:
 
 
 def _finish(run: _Run) -> dict:
-    """Scores the best weights on the test images, writes metrics.json, the hparams and the
-    figures, and returns the metrics."""
+    """Keeps the final weights, scores them and the best ones on the test images, writes
+    metrics.json, the hparams and the figures, and returns the metrics. Nothing here changes
+    the training state, so a signal stops it at once: rerunning the command finishes it."""
     run.summaries.close()
-    run.checkpoints.restore_best()
-    metrics = dict(
-        best_epoch=run.loop.best.best_epoch + 1,
-        best_val_loss=run.loop.best.best,
-        epochs_completed=run.epoch,
-        stopped_early=run.loop.stopped_early,
-        **test_metrics(run.strategy, run.model, run.eval_data_distributed, run.config.noise_factor),
-        replicas=run.strategy.num_replicas_in_sync,
-    )
-    workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
-    logging.info("test (best model, epoch %d): %s", metrics["best_epoch"], metrics["test"])
-    if "noisy_input" in metrics:
-        logging.info("test (noisy input): %s", metrics["noisy_input"])
-    logging.info("weights fingerprint %s", weights_fingerprint(run.model))
-    summaries_lib.write_hparams(run.output_dir, run.config, metrics)
-    if run.output_dir == run.workdir:  # a non-chief worker's figures would be thrown away
-        plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
+    with run.stop_signals.stopping_at_once(FINISH_INTERRUPTED):
+        final_epoch = _keep_final_weights(run)
+        best_epoch = run.loop.best.best_epoch + 1
+        final_test = None if final_epoch == best_epoch else _test_metrics(run)["test"]
+        run.checkpoints.restore_best()
+        test = _test_metrics(run)
+        metrics = dict(
+            best_epoch=best_epoch,
+            best_val_loss=run.loop.best.best,
+            epochs_completed=run.epoch,
+            stopped_early=run.loop.stopped_early,
+            **test,
+            final=dict(epoch=final_epoch, test=final_test or test["test"]),
+            replicas=run.strategy.num_replicas_in_sync,
+        )
+        workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
+        logging.info("test (best model, epoch %d): %s", best_epoch, metrics["test"])
+        if "noisy_input" in metrics:
+            logging.info("test (noisy input): %s", metrics["noisy_input"])
+        logging.info("weights fingerprint %s", weights_fingerprint(run.model))
+        summaries_lib.write_hparams(run.output_dir, run.config, metrics)
+        if run.output_dir == run.workdir:  # a non-chief worker's figures would be thrown away
+            plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
     return metrics
+
+
+FINISH_INTERRUPTED = (
+    "stopped by {signal} after the last epoch, while scoring the test images; training is"
+    " saved; rerun the same command to write metrics.json and the figures"
+)
+
+
+def _keep_final_weights(run: _Run) -> int:
+    """Saves or loads the weights Keras' `fit` would leave in the model when training ends:
+    the last epoch's, or early stopping's best epoch's with `restore_best_weights` (saved when
+    early stopping took its snapshot). Returns their 1-based epoch."""
+    early_stopping = run.loop.early_stopping
+    restored = early_stopping.restored_epoch() if early_stopping else None
+    if restored is None:
+        run.checkpoints.save_final(run.epoch)
+        return run.epoch
+    return run.checkpoints.restore_final()
+
+
+def _test_metrics(run: _Run) -> dict:
+    return test_metrics(run.strategy, run.model, run.eval_data_distributed, run.config.noise_factor)
 
 
 def _interactive() -> bool:
