@@ -1,23 +1,42 @@
-"""The two studies on tiny data: what they measure, that they agree with evaluation, and that a
-second run computes nothing (every point comes from the cache)."""
+"""The two studies on tiny data: what they measure, that they agree with evaluation, that a
+second run computes nothing (every point comes from the cache), their command lines, and that
+the training library and the compression study need none of the studies extra.
+
+The denoising study needs the extra (scikit-image, SciPy, PyWavelets); without it its tests are
+skipped with the install command as the reason.
+"""
+
+import functools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import mirrored
+from conftest import ROOT, mirrored
+from trained_runs import trained_run
 
 from autoenc import evaluate
 from autoenc import train as train_lib
-from autoenc.plots import save_png
-from autoenc.studies import baselines
-from autoenc.studies import compression as compression_study
-from autoenc.studies import denoising as denoising_study
-from autoenc.studies import figures as study_plots
+from autoenc.errors import UsageError
+from autoenc.studies import compression, learned, pca, report
 from autoenc.studies import points as study_points
 
 ONE_EPOCH = {"epochs": "1", "image_every_epochs": "0", "loss_every_steps": "0"}
 # The denoiser's tiny run: one epoch of 256 images (2 steps), no image or loss summaries.
 TINY_DENOISER = {"train_examples": "256", "image_every_epochs": "0", "loss_every_steps": "0"}
 LEVELS = (0.3, 0.6)
+DIMS = (4, 784)
+# A second config to sweep, given as a path: the book's dense model trained with Adam.
+OTHER_COMPRESSOR = """from configs import dense_compress
+
+
+def get_config():
+    config = dense_compress.get_config()
+    config.optimizer = "adam"
+    config.learning_rate = 0.01
+    return config
+"""
+EXTRA = ("skimage", "scipy", "pywt")
 
 
 def _forbid(monkeypatch, module, name):
@@ -25,6 +44,14 @@ def _forbid(monkeypatch, module, name):
         raise AssertionError(f"{name} ran, but every point was cached")
 
     monkeypatch.setattr(module, name, fail)
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """`python -c CODE` from the repository root, the studies extra hidden from imports."""
+    hide = f"import sys; sys.modules.update(dict.fromkeys({EXTRA!r}))\n"
+    return subprocess.run(
+        [sys.executable, "-c", hide + code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 def test_cached_point_computes_once_and_survives_a_new_process(tmp_path):
@@ -47,58 +74,150 @@ def test_score_images_matches_a_direct_psnr():
     clean = np.random.default_rng(0).random((2500, 28, 28, 1)).astype(np.float32)
     outputs = np.clip(clean + 0.1, 0, 1)
     scores = study_points.score_images(clean, outputs, batch_size=1000)  # a partial last batch
-    assert scores["psnr"] == pytest.approx(baselines.mean_psnr(clean, outputs), abs=1e-3)
+    mse = np.mean((clean.astype(np.float64) - outputs) ** 2, axis=(1, 2, 3))
+    assert scores["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), abs=1e-3)
     assert study_points.score_images(clean, clean)["ssim"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cpu_description_names_the_vector_extensions(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Some CPU\nflags\t\t: fpu avx2 fma avx512f\n\n" * 2)
+    assert report.cpu_description(cpuinfo) == "Some CPU (with AVX2, AVX-512; no AVX512-BF16, AMX)"
+    assert report.cpu_description(tmp_path / "missing").startswith("unknown CPU")
+
+
+def test_the_library_and_the_compression_study_import_without_the_extra():
+    result = _python(
+        "import autoenc.train, autoenc.modes, autoenc.evaluate, autoenc.export\n"
+        "import autoenc.studies.compression\n"
+        "try:\n    import autoenc.studies.classical\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "the studies need scikit-image, SciPy and PyWavelets: pip install -e '.[studies]'\n"
+    )
+
+
+def test_the_denoising_command_says_in_one_line_that_the_extra_is_missing():
+    result = _python(
+        "import runpy; runpy.run_module('autoenc.studies.denoising', run_name='__main__')"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "python -m autoenc.studies.denoising: error: the studies need scikit-image, SciPy and"
+        " PyWavelets: pip install -e '.[studies]'"
+    ]
+
+
+def test_a_bad_config_is_one_line_before_anything_trains(tmp_path):
+    command = ["-m", "autoenc.studies.compression", "--configs=dense_compress,nope"]
+    result = subprocess.run(
+        [sys.executable, *command, f"--workdir={tmp_path / 'study'}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("python -m autoenc.studies.compression: error: unknown config 'nope'")
+    assert not (tmp_path / "study").exists()
+    # A config without a code width is refused the same way, through the library.
+    with pytest.raises(UsageError, match="encoding_dim"):
+        compression.run(tmp_path / "study", DIMS, configs=("dense_compress", "conv_denoise"))
+    with pytest.raises(UsageError, match="1..784"):
+        compression.run(tmp_path / "study", (0, 8))
+    assert not (tmp_path / "study").exists()
 
 
 @pytest.fixture(scope="module")
 def compression_root(tmp_path_factory, tiny_data):
     root = tmp_path_factory.mktemp("compression")
-    rows = compression_study.run(
+    other = root.parent / "dense_adam.py"
+    other.write_text(OTHER_COMPRESSOR)
+    configs = ("dense_compress", str(other))
+    rows = compression.run(
         root,
-        (4, 784),
+        DIMS,
+        configs=configs,
         data=tiny_data,
         overrides=ONE_EPOCH,
         log=lambda line: None,
         make_strategy=lambda: mirrored(1),
     )
-    return root, rows
+    return root, configs, rows
 
 
-def test_compression_study_measures_both_models_per_width(compression_root, tiny_data):
-    root, rows = compression_root
+def test_compression_study_measures_every_config_and_pca_per_width(compression_root):
+    root, _, rows = compression_root
     assert [(row["dim"], row["ratio"]) for row in rows] == [(4, 196.0), (784, 1.0)]
-    assert (root / "dim4" / "metrics.json").exists() and (root / "dim784" / "best").is_dir()
+    for name in ("dense_compress", "dense_adam"):
+        assert (root / name / "dim4" / "metrics.json").exists()
+        assert (root / name / "dim784" / "best").is_dir()
+        assert rows[0]["autoencoders"][name]["epochs"] == 1
+    ae = rows[0]["autoencoders"]["dense_compress"]
+    assert 0 < ae["epoch_seconds"] <= ae["seconds"]
+    # Two configs, two models: Adam learns faster in the one epoch.
+    assert ae["psnr"] < rows[0]["autoencoders"]["dense_adam"]["psnr"]
     # PCA at full width reconstructs the test images exactly: the 100 dB floor.
     assert rows[1]["pca"]["psnr"] == pytest.approx(100.0, abs=0.5)
-    assert rows[0]["pca"]["psnr"] < 30 and rows[0]["autoencoder"]["epochs"] == 1
-    assert 0 < rows[0]["autoencoder"]["epoch_seconds"] <= rows[0]["autoencoder"]["seconds"]
-    table = compression_study.markdown_table(rows)
-    assert "| 4 | 196.0x |" in table and "PCA wins" in table  # 1 epoch loses to an exact PCA
+    assert rows[0]["pca"]["psnr"] < 30
+    text = compression.report_text(rows, "heading\n")
+    assert text.count("| 4 | 196.0x |") == 2 and "PCA wins" in text  # 1 epoch loses to PCA
+    assert "\n### dense_compress\n" in text and "\n### dense_adam\n" in text
 
 
 def test_compression_study_rerun_computes_nothing(compression_root, tiny_data, monkeypatch):
-    root, rows = compression_root
+    root, configs, rows = compression_root
     _forbid(monkeypatch, train_lib, "train_and_evaluate")
-    _forbid(monkeypatch, baselines, "fit_pca")
-    again = compression_study.run(
-        root, (4, 784), data=tiny_data, overrides=ONE_EPOCH, log=lambda line: None
+    _forbid(monkeypatch, pca, "fit_pca")
+    again = compression.run(
+        root, DIMS, configs=configs, data=tiny_data, overrides=ONE_EPOCH, log=lambda line: None
     )
-    assert all(row[key]["cached"] for row in again for key in ("autoencoder", "pca"))
+    for row in again:
+        assert row["pca"]["cached"] and all(p["cached"] for p in row["autoencoders"].values())
     assert [row["pca"]["psnr"] for row in again] == [row["pca"]["psnr"] for row in rows]
+
+
+def test_compression_command_writes_where_it_is_told(compression_root, tiny_data, monkeypatch):
+    root, configs, _ = compression_root
+    # The fixture's study, cached: the command trains nothing and only reports.
+    cached_run = functools.partial(compression.run, data=tiny_data, overrides=ONE_EPOCH)
+    monkeypatch.setattr(compression, "run", cached_run)
+    _forbid(monkeypatch, train_lib, "train_and_evaluate")
+    out = root.parent / "report"
+    argv = [f"--workdir={root}", f"--output_dir={out}", "--dims=4,784", f"--configs={configs[1]}"]
+    compression.main(argv)
+    text = (out / "compression_study.md").read_text()
+    assert text.startswith("Made by `python -m autoenc.studies.compression --workdir=")
+    assert "\n### dense_adam\n" in text and "dense_compress" not in text.split("\n", 1)[1]
+    assert (out / "compression_study.png").read_bytes().startswith(b"\x89PNG")
+    compression.main(argv[:1] + argv[2:])  # no --output_dir: the study's workdir
+    assert (root / "compression_study.md").read_text().startswith("Made by")
 
 
 def test_verdict_names_the_winner():
     ae = {"psnr": 18.0, "ssim": 0.6}
-    assert compression_study.verdict(ae, {"psnr": 17.0, "ssim": 0.5}).startswith("AE wins")
-    assert compression_study.verdict(ae, {"psnr": 19.0, "ssim": 0.7}).startswith("PCA wins")
-    assert compression_study.verdict(ae, {"psnr": 19.0, "ssim": 0.5}).startswith("split")
+    assert compression.verdict(ae, {"psnr": 17.0, "ssim": 0.5}).startswith("AE wins")
+    assert compression.verdict(ae, {"psnr": 19.0, "ssim": 0.7}).startswith("PCA wins")
+    assert compression.verdict(ae, {"psnr": 19.0, "ssim": 0.5}).startswith("split")
 
 
 @pytest.fixture(scope="module")
-def denoising_run(tmp_path_factory, tiny_data):
+def denoising():
+    """`autoenc.studies.denoising`, or a skip naming the extra to install."""
+    try:
+        from autoenc.studies import denoising
+    except ImportError as e:
+        pytest.skip(str(e))
+    return denoising
+
+
+@pytest.fixture(scope="module")
+def denoising_run(tmp_path_factory, tiny_data, denoising):
     root = tmp_path_factory.mktemp("denoising")
-    result = denoising_study.run(
+    result = denoising.run(
         root,
         LEVELS,
         epochs=1,
@@ -111,34 +230,39 @@ def denoising_run(tmp_path_factory, tiny_data):
     return root, result
 
 
-def test_denoising_study_scores_every_method_on_the_evaluation_noise(denoising_run, tiny_data):
+def test_denoising_study_scores_every_method_on_the_evaluation_noise(
+    denoising, denoising_run, tiny_data
+):
     root, result = denoising_run
-    assert result["training"]["epochs"] == 1 and result["test_images"] == len(tiny_data.x_test)
-    assert 0 < result["training"]["epoch_seconds"] <= result["training"]["seconds"]
-    config = denoising_study.denoiser_config(1, overrides=TINY_DENOISER)
+    assert result["training"]["conv_denoise"]["epochs"] == 1
+    assert result["test_images"] == len(tiny_data.x_test)
+    assert 0 < result["training"]["conv_denoise"]["epoch_seconds"]
+    config = learned.from_config("conv_denoise", root, 1, TINY_DENOISER).config
     for row, level in zip(result["rows"], LEVELS):
-        # The noisy images the classical methods saw are those --mode=eval scores.
+        # conv_denoise's seed and batch size: the noisy images --mode=eval scores.
         evaluated = evaluate.evaluate_workdir(
             config, root / "conv_denoise", noise_factor=level, data=tiny_data
         )
         assert row["noisy input"]["psnr"] == pytest.approx(
             evaluated["noisy_input"]["psnr"], abs=1e-4
         )
-        assert row["autoencoder"]["psnr"] == pytest.approx(evaluated["test"]["psnr"], abs=1e-4)
-        for name, denoiser in baselines.DENOISERS.items():
-            assert row[name]["value"] in denoiser.grid
-            assert row[name]["psnr"] > row["noisy input"]["psnr"], (name, level)
-    noisier = [result["rows"][1][name]["psnr"] for name in baselines.DENOISERS]
-    cleaner = [result["rows"][0][name]["psnr"] for name in baselines.DENOISERS]
+        ours = row["learned"]["conv_denoise"]["psnr"]
+        assert ours == pytest.approx(evaluated["test"]["psnr"], abs=1e-3)
+        for name, point in row["classical"].items():
+            assert point["value"] in denoising.classical.DENOISERS[name].grid
+            assert point["psnr"] > row["noisy input"]["psnr"], (name, level)
+    cleaner, noisier = (
+        [row["classical"][m]["psnr"] for m in result["methods"]] for row in result["rows"]
+    )
     assert all(hi > lo for hi, lo in zip(cleaner, noisier))
 
 
-def test_denoising_study_rerun_computes_nothing(denoising_run, tiny_data, monkeypatch):
+def test_denoising_study_rerun_computes_nothing(denoising, denoising_run, tiny_data, monkeypatch):
     root, result = denoising_run
     _forbid(monkeypatch, train_lib, "train_and_evaluate")
-    _forbid(monkeypatch, evaluate, "evaluate_workdir")
-    _forbid(monkeypatch, baselines, "tune")
-    again = denoising_study.run(
+    _forbid(monkeypatch, learned, "load")
+    _forbid(monkeypatch, denoising.classical, "tune")
+    again = denoising.run(
         root,
         LEVELS,
         epochs=1,
@@ -147,31 +271,84 @@ def test_denoising_study_rerun_computes_nothing(denoising_run, tiny_data, monkey
         overrides=TINY_DENOISER,
         log=lambda line: None,
     )
-    labels = ("noisy input", "autoencoder", *baselines.DENOISERS)
-    assert all(row[label]["cached"] for row in again["rows"] for label in labels)
-    assert again["rows"][1]["tv"]["psnr"] == result["rows"][1]["tv"]["psnr"]
+    for row in again["rows"]:
+        assert row["noisy input"]["cached"] and row["learned"]["conv_denoise"]["cached"]
+        assert all(point["cached"] for point in row["classical"].values())
+    assert again["rows"][1]["classical"]["tv"] == {
+        **result["rows"][1]["classical"]["tv"],
+        "cached": True,
+    }
 
 
-def test_tables_and_figures_from_a_study(denoising_run, compression_root, tmp_path):
-    _, result = denoising_run
-    text = denoising_study.markdown_tables(result)
+def test_runs_trained_elsewhere_are_scored_as_evaluation_scores_them(
+    denoising, tiny_data, tmp_path, tmp_path_factory
+):
+    # A dense model (flat inputs) and a conv one, trained by train_and_evaluate as launch.py
+    # does; at noise 0 the inputs are the clean images whatever the batching of the noise.
+    runs = [trained_run(kind, tiny_data, tmp_path_factory) for kind in ("dense", "conv")]
+    workdirs = [str(workdir) for _, workdir, _ in runs]
+    result = denoising.run(
+        tmp_path,
+        (0.0,),
+        configs=(),
+        workdirs=workdirs,
+        methods=("median",),
+        tuning_images=16,
+        data=tiny_data,
+        log=lambda line: None,
+    )
+    assert [d.label for d in result["learned"]] == workdirs
+    for (config, workdir, _), label in zip(runs, workdirs):
+        evaluated = evaluate.evaluate_workdir(config, workdir, noise_factor=0.0, data=tiny_data)
+        point = result["rows"][0]["learned"][label]
+        assert point["psnr"] == pytest.approx(evaluated["test"]["psnr"], abs=1e-3)
+        assert point["ssim"] == pytest.approx(evaluated["test"]["ssim"], abs=1e-4)
+    assert result["training"][workdirs[0]]["epochs"] == 1
+    assert not any(tmp_path.glob("*/best"))  # nothing trained in the study's own workdir
+
+
+def test_denoising_refuses_bad_input_before_anything_runs(denoising, tmp_path):
+    with pytest.raises(UsageError, match="unknown"):
+        denoising.run(tmp_path / "a", methods=("median", "bilateral"))
+    with pytest.raises(UsageError, match="no config.json"):
+        denoising.run(tmp_path / "b", workdirs=(str(tmp_path),))
+    with pytest.raises(UsageError, match="no learned denoiser"):
+        denoising.run(tmp_path / "c", configs=())
+    assert not any(tmp_path.iterdir())
+
+
+def test_denoising_tables_figure_and_command(denoising, denoising_run, tiny_data, monkeypatch):
+    root, result = denoising_run
+    text = denoising.markdown_tables(result)
     psnr_rows = [line for line in text.splitlines() if line.startswith("| 0.3 |")]
-    best = max(baselines.DENOISERS, key=lambda name: result["rows"][0][name]["psnr"])
-    assert f"**{result['rows'][0][best]['psnr']:.2f}**" in psnr_rows[0]
+    scores = result["rows"][0]["classical"]
+    best = max(scores, key=lambda name: scores[name]["psnr"])
+    assert f"**{scores[best]['psnr']:.2f}**" in psnr_rows[0]
     assert psnr_rows[0].count("**") == 2  # only the best classical method is bold
-    margin = result["rows"][0]["autoencoder"]["psnr"] - result["rows"][0][best]["psnr"]
+    margin = result["rows"][0]["learned"]["conv_denoise"]["psnr"] - scores[best]["psnr"]
     assert psnr_rows[0].endswith(f"| {margin:+.2f} |")
-    levels = [row["level"] for row in result["rows"]]
-    curves = {"noisy input": [row["noisy input"] for row in result["rows"]]}
-    save_png(study_plots.denoising_figure(levels, curves), tmp_path / "denoising.png")
-    save_png(study_plots.compression_figure(compression_root[1]), tmp_path / "compression.png")
-    for name in ("denoising.png", "compression.png"):
-        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    cached_run = functools.partial(denoising.run, data=tiny_data, overrides=TINY_DENOISER)
+    monkeypatch.setattr(denoising, "run", cached_run)
+    out = root.parent / "denoising-report"
+    denoising.main(
+        [
+            f"--workdir={root}",
+            f"--output_dir={out}",
+            "--epochs=1",
+            "--levels=0.3,0.6",
+            "--tuning_images=16",
+        ]
+    )
+    written = (out / "denoising_study.md").read_text()
+    assert written.startswith("Made by `python -m autoenc.studies.denoising") and text in written
+    assert (out / "denoising_study.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_a_test_subset_scores_every_method_on_the_same_first_images(denoising_run, tiny_data):
+def test_a_test_subset_scores_every_method_on_the_same_first_images(
+    denoising, denoising_run, tiny_data
+):
     root, _ = denoising_run
-    subset = denoising_study.run(
+    subset = denoising.run(
         root,
         (0.6,),
         epochs=1,
@@ -182,14 +359,16 @@ def test_a_test_subset_scores_every_method_on_the_same_first_images(denoising_ru
         overrides=TINY_DENOISER,
         log=lambda line: None,
     )
-    assert subset["test_images"] == 128 and not subset["rows"][0]["autoencoder"]["cached"]
+    row = subset["rows"][0]
+    assert subset["test_images"] == 128 and not row["learned"]["conv_denoise"]["cached"]
     # The first 128 test images form the first evaluation batch, so their noise is the same as
     # in an evaluation of the whole set, and evaluating just them must give the same scores.
     first_images = tiny_data._replace(x_test=tiny_data.x_test[:128])
-    config = denoising_study.denoiser_config(1, overrides=TINY_DENOISER)
+    config = learned.from_config("conv_denoise", root, 1, TINY_DENOISER).config
     evaluated = evaluate.evaluate_workdir(
         config, root / "conv_denoise", noise_factor=0.6, data=first_images
     )
-    row = subset["rows"][0]
-    assert row["autoencoder"]["psnr"] == pytest.approx(evaluated["test"]["psnr"], abs=1e-3)
+    assert row["learned"]["conv_denoise"]["psnr"] == pytest.approx(
+        evaluated["test"]["psnr"], abs=1e-3
+    )
     assert row["noisy input"]["psnr"] == pytest.approx(evaluated["noisy_input"]["psnr"], abs=1e-4)

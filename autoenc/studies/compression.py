@@ -1,92 +1,153 @@
-"""The compression study: the dense autoencoder against PCA at the same code widths.
+"""The compression study: autoencoders against PCA at the same code widths.
 
-For each width the book's dense model is trained with the `dense_compress` recipe in its own
-workdir (`ROOT/dim<N>`), and PCA fitted on the 60,000 training images reconstructs the 10,000
-test images through the same number of components. Both are scored on the clean test images
-with the same PSNR and SSIM. PCA is the optimum (in squared error) of every *linear* code of
-that width, so the autoencoder's ReLU and sigmoid are worth something exactly where it wins.
+    python -m autoenc.studies.compression --output_dir=DIR [--configs=dense_compress,...]
+        [--dims=8,16,32,64,128,256,768] [--workdir=runs/studies/compression]
+
+Each config in --configs is trained at every width with its `encoding_dim` set to it, each in
+its own workdir (`WORKDIR/<config>/dim<N>`), with the config's own recipe. PCA fitted on the
+60,000 training images reconstructs the 10,000 test images through the same number of
+components. All are scored on the clean test images with the same PSNR and SSIM. PCA is the
+optimum (in squared error) of every *linear* code of that width, so an autoencoder's
+nonlinearity is worth something exactly where it wins. Finished points are cached in
+`WORKDIR/points.json`, so a rerun computes only what is missing; the table and the figure go to
+`OUTPUT_DIR/compression_study.{md,png}`.
 """
 
 import pathlib
 import time
 from collections.abc import Callable, Sequence
 
-import tensorflow as tf
+from autoenc.command_line import quiet_native_stderr
+
+with quiet_native_stderr():  # TensorFlow's C++ start-up notes; Python errors still show
+    import tensorflow as tf
 
 from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import train as train_lib
-from autoenc.studies import baselines
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError
+from autoenc.studies import figures, pca, report
 from autoenc.studies import points as study_points
 
 DIMS = (8, 16, 32, 64, 128, 256, 768)
+CONFIGS = ("dense_compress",)
+MODULE = "autoenc.studies.compression"
 IMAGE_PIXELS = 784
 
 
-def autoencoder_config(dim: int, base: str = "dense_compress", overrides: dict | None = None):
-    """The `base` config with `encoding_dim = dim` and any other `{field: text}` overrides."""
-    config = config_lib.load_config(base)
+def autoencoder_config(name: str, dim: int, overrides: dict | None = None):
+    """The config `name` (a name in configs/ or a .py path) with `encoding_dim = dim` and any
+    other `{field: text}` overrides.
+
+    Raises:
+        UsageError: an unknown config, one without an `encoding_dim` field, or a bad override.
+    """
+    config = config_lib.load_config(name)
     config_lib.apply_overrides(config, {"encoding_dim": str(dim), **(overrides or {})})
+    config_lib.validate(config)
     return config
+
+
+def config_name(name_or_path: str) -> str:
+    """The name a config goes by in workdirs, tables and legends: its file's stem."""
+    return pathlib.Path(name_or_path).stem
+
+
+def check_sweep(configs: Sequence[str], dims: Sequence[int], overrides: dict | None) -> None:
+    """Refuses a sweep that would fail part-way, before anything trains.
+
+    Raises:
+        UsageError: a width outside 1..784, two configs of the same name, or a config that
+            cannot take a width (see `autoencoder_config`).
+    """
+    bad = [dim for dim in dims if not 1 <= dim <= IMAGE_PIXELS]
+    if bad:
+        raise UsageError(f"--dims: code widths must be in 1..{IMAGE_PIXELS}, got {bad}")
+    names = [config_name(name) for name in configs]
+    if len(set(names)) < len(names):
+        raise UsageError(f"--configs: two configs share a name: {', '.join(configs)}")
+    for name in configs:
+        for dim in dims:
+            autoencoder_config(name, dim, overrides)
 
 
 def run(
     root,
     dims: Sequence[int] = DIMS,
     *,
+    configs: Sequence[str] = CONFIGS,
     data: data_lib.FashionMNIST | None = None,
-    base: str = "dense_compress",
     overrides: dict | None = None,
     log: Callable[[str], None] = print,
     make_strategy: Callable[[], tf.distribute.Strategy] | None = None,
 ) -> list[dict]:
-    """Measures (or reads from the cache) the autoencoder and PCA at every width.
+    """Measures (or reads from the cache) every config and PCA at every width.
 
     Args:
-        root: the study directory: one workdir per width and `points.json`, the cache.
+        root: the study's workdir: one training workdir per config and width, and
+            `points.json`, the cache.
         dims: code widths.
+        configs: configs (names in configs/ or .py paths) with an `encoding_dim` field.
         data: Fashion-MNIST (tests pass tiny data); None loads the real files.
-        base: the config the autoencoders start from.
         overrides: `{field: text}` config overrides for every autoencoder (tests: 1 epoch).
         log: where progress lines go.
         make_strategy: makes each training run's distribution strategy; None = the default of
             `train_and_evaluate` (tests give every run its own, so their collectives never mix).
 
     Returns:
-        One row per width: dim, ratio, and `autoencoder` and `pca` points (bce, mse, psnr,
-        ssim, seconds, cached; the autoencoder's also epochs, best_epoch and epoch_seconds,
-        the sum of its epochs' wall times from history.csv).
+        One row per width: dim, ratio, `pca` (a point: bce, mse, psnr, ssim, seconds, cached)
+        and `autoencoders`: {config name: a point with also epochs, best_epoch,
+        stopped_early and epoch_seconds, the sum of its epochs' wall times from history.csv}.
+
+    Raises:
+        UserError: a bad config or width (before anything trains), or a study workdir that
+            another study is using.
     """
-    root = pathlib.Path(root)
-    cache = study_points.PointCache(root / "points.json")
-    loaded = {}
-
-    def dataset():
-        if "data" not in loaded:
-            loaded["data"] = data if data is not None else data_lib.load_fashion_mnist(None)
-        return loaded["data"]
-
-    def pca():
-        if "pca" not in loaded:
-            started = time.perf_counter()
-            loaded["pca"] = baselines.fit_pca(dataset().x_train)
-            log(
-                f"PCA fitted on {len(dataset().x_train)} images in "
-                f"{time.perf_counter() - started:.1f} s"
+    check_sweep(configs, dims, overrides)
+    root = workdir_lib.prepare(root)
+    with workdir_lib.WorkdirLock(root):  # the cache is one file: one study at a time
+        sweep = _Sweep(root, data, log, make_strategy)
+        rows = []
+        for dim in dims:
+            log(f"--- dim {dim} (compression {IMAGE_PIXELS / dim:.1f}x) ---")
+            autoencoders = {
+                config_name(name): sweep.autoencoder(name, autoencoder_config(name, dim, overrides))
+                for name in configs
+            }
+            linear = sweep.pca(dim)
+            rows.append(
+                dict(dim=dim, ratio=IMAGE_PIXELS / dim, pca=linear, autoencoders=autoencoders)
             )
-        return loaded["pca"]
+    return rows
 
-    rows = []
-    for dim in dims:
-        config = autoencoder_config(dim, base, overrides)
-        log(f"--- dim {dim} (compression {IMAGE_PIXELS / dim:.1f}x) ---")
 
-        def train_autoencoder(config=config, dim=dim):
+class _Sweep:
+    """The points of one study: each read from the cache, or computed and cached. The data and
+    the PCA fit are loaded only when a point needs them, so a rerun with every point cached
+    reads neither."""
+
+    def __init__(self, root: pathlib.Path, data, log, make_strategy):
+        self.root, self.log, self.make_strategy = root, log, make_strategy
+        self.cache = study_points.PointCache(root / "points.json")
+        self._data, self._pca = data, None
+
+    def data(self) -> data_lib.FashionMNIST:
+        if self._data is None:
+            self._data = data_lib.load_fashion_mnist(None)
+        return self._data
+
+    def autoencoder(self, name: str, config) -> dict:
+        """Trains (or resumes, or reads from the cache) config `name` at its `encoding_dim`."""
+        dim = config.encoding_dim
+        workdir = self.root / config_name(name) / f"dim{dim}"
+
+        def train():
             metrics = train_lib.train_and_evaluate(
                 config,
-                root / f"dim{dim}",
-                data=dataset(),
-                strategy=make_strategy and make_strategy(),
+                workdir,
+                data=self.data(),
+                strategy=self.make_strategy and self.make_strategy(),
             )
             return dict(
                 metrics["test"],
@@ -95,33 +156,34 @@ def run(
                 stopped_early=metrics["stopped_early"],
             )
 
-        def pca_point(dim=dim):
-            clean = study_points.to_unit_float(dataset().x_test)
-            return study_points.score_images(clean, pca().reconstruct(clean, dim))
-
-        autoencoder = study_points.cached_point(
-            cache, f"autoencoder/{_settings_key(config)}/dim{dim}", train_autoencoder, log
-        )
+        key = f"autoencoder/{study_points.config_key(config_name(name), config)}/dim{dim}"
+        point = study_points.cached_point(self.cache, key, train, self.log)
         # Summed from history.csv, so a run resumed over several invocations counts whole.
-        autoencoder["epoch_seconds"] = study_points.epoch_seconds(root / f"dim{dim}")
-        linear = study_points.cached_point(cache, f"pca/dim{dim}", pca_point, log)
-        rows.append(dict(dim=dim, ratio=IMAGE_PIXELS / dim, autoencoder=autoencoder, pca=linear))
-    return rows
+        point["epoch_seconds"] = study_points.epoch_seconds(workdir)
+        return point
+
+    def pca(self, dim: int) -> dict:
+        """PCA's point at width `dim` on the clean test images."""
+
+        def score():
+            if self._pca is None:
+                started = time.perf_counter()
+                self._pca = pca.fit_pca(self.data().x_train)
+                self.log(
+                    f"PCA fitted on {len(self.data().x_train)} images in"
+                    f" {time.perf_counter() - started:.1f} s"
+                )
+            clean = study_points.to_unit_float(self.data().x_test)
+            return study_points.score_images(clean, self._pca.reconstruct(clean, dim))
+
+        return study_points.cached_point(self.cache, f"pca/dim{dim}", score, self.log)
 
 
-def _settings_key(config) -> str:
-    """The recipe fields in a cache key, so a study with other settings measures anew."""
-    return (
-        f"{config.optimizer}-lr{config.learning_rate or 'default'}-b{config.batch_size}"
-        f"-e{config.epochs}-n{config.train_examples or 'all'}-s{config.seed}"
-    )
+def markdown_table(rows: list[dict], name: str) -> str:
+    """One config's results as a markdown table: one row per width, AE and PCA side by side.
 
-
-def markdown_table(rows: list[dict]) -> str:
-    """The study as a markdown table: one row per width, AE and PCA side by side.
-
-    BCE is shown too: the autoencoder is trained to minimise it (plus the L1 activity penalty),
-    while PCA minimises squared error, which PSNR measures.
+    BCE is shown too: the book's autoencoders are trained to minimise it (plus the L1 activity
+    penalty), while PCA minimises squared error, which PSNR measures.
     """
     lines = [
         "| code dim | compression 784/dim | AE PSNR (dB) | PCA PSNR (dB) | AE SSIM | PCA SSIM"
@@ -129,20 +191,20 @@ def markdown_table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ae, pca = row["autoencoder"], row["pca"]
+        ae, linear = row["autoencoders"][name], row["pca"]
         lines.append(
-            f"| {row['dim']} | {row['ratio']:.1f}x | {ae['psnr']:.2f} | {pca['psnr']:.2f}"
-            f" | {ae['ssim']:.3f} | {pca['ssim']:.3f} | {verdict(ae, pca)}"
-            f" | {ae['bce']:.4f} | {pca['bce']:.4f}"
+            f"| {row['dim']} | {row['ratio']:.1f}x | {ae['psnr']:.2f} | {linear['psnr']:.2f}"
+            f" | {ae['ssim']:.3f} | {linear['ssim']:.3f} | {verdict(ae, linear)}"
+            f" | {ae['bce']:.4f} | {linear['bce']:.4f}"
             f" | {ae['epochs']} ({ae['best_epoch']}) | {ae['epoch_seconds'] / 60:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def verdict(autoencoder: dict, pca: dict) -> str:
-    """'AE wins', 'PCA wins' or 'split' by PSNR and SSIM, with the PSNR margin."""
-    psnr_margin = autoencoder["psnr"] - pca["psnr"]
-    ssim_margin = autoencoder["ssim"] - pca["ssim"]
+def verdict(autoencoder: dict, linear: dict) -> str:
+    """'AE wins', 'PCA wins' or 'split' by PSNR and SSIM, with the margins."""
+    psnr_margin = autoencoder["psnr"] - linear["psnr"]
+    ssim_margin = autoencoder["ssim"] - linear["ssim"]
     if psnr_margin > 0 and ssim_margin > 0:
         winner = "AE wins"
     elif psnr_margin < 0 and ssim_margin < 0:
@@ -150,3 +212,46 @@ def verdict(autoencoder: dict, pca: dict) -> str:
     else:
         winner = "split"
     return f"{winner} ({psnr_margin:+.2f} dB, SSIM {ssim_margin:+.3f})"
+
+
+def report_text(rows: list[dict], heading: str) -> str:
+    """The study's markdown: `heading`, then one table per config."""
+    names = list(rows[0]["autoencoders"])
+    return heading + "".join(f"\n### {name}\n\n{markdown_table(rows, name)}" for name in names)
+
+
+def main(argv: list[str]) -> None:
+    """`python -m autoenc.studies.compression`: runs the study and writes its table and figure."""
+    parser = report.parser(MODULE, __doc__.splitlines()[0], "runs/studies/compression")
+    parser.add_argument(
+        "--configs",
+        type=report.comma_list(str),
+        default=list(CONFIGS),
+        help=f"configs to sweep, each with an encoding_dim field (default: {','.join(CONFIGS)})",
+    )
+    parser.add_argument(
+        "--dims",
+        type=report.comma_list(int),
+        default=list(DIMS),
+        help=f"code widths (default: {','.join(map(str, DIMS))})",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    rows = run(args.workdir, args.dims, configs=args.configs, log=_print)
+    text = report_text(rows, report.provenance(MODULE, argv))
+    paths = report.write(
+        args.output_dir or args.workdir, "compression_study", text, figures.compression_figure(rows)
+    )
+    print(text)
+    print(
+        f"this run took {(time.perf_counter() - started) / 60:.1f} min;"
+        f" wrote {paths[0]} and {paths[1]}"
+    )
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    report.run_command(MODULE, main)

@@ -1,56 +1,73 @@
-"""The denoising study: the book's conv denoiser against classical denoisers over noise levels.
+"""The denoising study: learned denoisers against classical ones over noise levels.
 
-One `conv_denoise` model, trained at noise factor 0.5 (in `ROOT/conv_denoise`), is scored at
-every level with `autoenc.evaluate.evaluate_workdir`, i.e. exactly what
-`launch.py --mode=eval --noise_factor=X` measures. The classical denoisers of
-`autoenc.studies.baselines` see the very same noisy test images (the evaluation pipeline's
-noise, keyed on the run's seed and batch size) and are scored by the same code. Each
-classical method's main parameter is tuned per level by a grid search on PSNR over held-out
-*training* images with their own noise, never the test images.
+    python -m autoenc.studies.denoising --output_dir=DIR [--configs=conv_denoise,...]
+        [--workdirs=runs/RUN,...] [--epochs=10] [--levels=0.1,0.2,...,0.8]
+        [--test_images=0] [--tuning_images=200] [--workdir=runs/studies/denoising]
+
+The learned denoisers are the configs in --configs, trained by the study for --epochs in
+`WORKDIR/<config>` (the book's `conv_denoise` by default), and the runs in --workdirs, trained
+elsewhere and scored as they are (`autoenc.studies.learned`). Each is scored at every level next
+to the classical denoisers of `autoenc.studies.classical`, all on the very same noisy test
+images: the evaluation pipeline's noise with seed 0 and batches of 128, the images
+`launch.py --config=conv_denoise --mode=eval --noise_factor=X` scores. Each classical method's
+main parameter is tuned per level by a grid search on PSNR over held-out *training* images with
+their own noise, never the test images.
 
 Scoring every one of the 10,000 test images with non-local means and total variation takes
-minutes per level on 2 CPU cores; `test_images` restricts every method (the autoencoder
-included) to the first N test images with the same noise, for quick runs.
+minutes per level on 2 CPU cores; --test_images restricts every method to the first N test
+images (the same noise), for quick runs. Finished points are cached in `WORKDIR/points.json`,
+so a rerun computes only what is missing; the tables and the figure go to
+`OUTPUT_DIR/denoising_study.{md,png}`.
 """
 
 import functools
-import pathlib
+import sys
+import time
 from collections.abc import Callable, Sequence
 
-import numpy as np
-import tensorflow as tf
+# First, so that a missing studies extra is one line on stderr before TensorFlow starts.
+try:
+    from autoenc.studies import classical
+except ImportError as error:
+    if __name__ != "__main__":
+        raise
+    sys.exit(f"python -m autoenc.studies.denoising: error: {error}")  # one line, no traceback
 
-from autoenc import checkpoints, evaluate, pipeline
-from autoenc import config as config_lib
+import numpy as np
+
+from autoenc.command_line import quiet_native_stderr
+
+with quiet_native_stderr():  # TensorFlow's C++ start-up notes; Python errors still show
+    import tensorflow as tf
+
 from autoenc import data as data_lib
-from autoenc import train as train_lib
-from autoenc.studies import baselines
+from autoenc import pipeline, plots
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError
+from autoenc.studies import figures, learned, report
 from autoenc.studies import points as study_points
 
+MODULE = "autoenc.studies.denoising"
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-METHODS = tuple(baselines.DENOISERS)
-TUNING_SEED_OFFSET = 1  # the held-out images' noise seed is the run's seed + this
+METHODS = tuple(classical.DENOISERS)
+CONFIGS = ("conv_denoise",)
+NOISE_SEED = 0  # the test images' noise: conv_denoise's seed and batch size, as --mode=eval
+NOISE_BATCH = 128
+TUNING_SEED = NOISE_SEED + 1  # the held-out tuning images get noise of their own
 IMAGE_SHAPE = (28, 28, 1)
 
 
-def denoiser_config(epochs: int, base: str = "conv_denoise", overrides: dict | None = None):
-    """The `base` config trained for `epochs`, with any other `{field: text}` overrides."""
-    config = config_lib.load_config(base)
-    config_lib.apply_overrides(config, {"epochs": str(epochs), **(overrides or {})})
-    return config
-
-
 def noisy_images(
-    images_uint8: np.ndarray, *, noise_factor: float, seed: int, batch_size: int
+    images_uint8: np.ndarray, *, noise_factor: float, seed: int = NOISE_SEED
 ) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) float images (N, 28, 28, 1) with the evaluation pipeline's noise.
 
-    The noise of each batch is keyed on (seed, batch index), so with a run's seed and batch size
-    these are the noisy test images its evaluation scores.
+    The noise of each batch of `NOISE_BATCH` is keyed on (seed, batch index), so these are the
+    noisy test images an evaluation with that seed and batch size scores.
     """
     dataset = pipeline.eval_dataset(
         tf.constant(images_uint8),
-        batch_size=batch_size,
+        batch_size=NOISE_BATCH,
         seed=seed,
         noise_factor=noise_factor,
         input_shape=IMAGE_SHAPE,
@@ -59,118 +76,156 @@ def noisy_images(
     return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
+def denoisers(
+    root, configs: Sequence[str], workdirs: Sequence[str], epochs: int, overrides=None
+) -> list[learned.Denoiser]:
+    """The learned denoisers of a study, checked before anything trains or is scored.
+
+    Raises:
+        UserError: a bad config or workdir, none at all, or two with the same label.
+    """
+    result = [learned.from_config(name, root, epochs, overrides) for name in configs]
+    result += [learned.from_workdir(path) for path in workdirs]
+    labels = [denoiser.label for denoiser in result]
+    if not result:
+        raise UsageError("no learned denoiser: give --configs or --workdirs")
+    if len(set(labels)) < len(labels):
+        raise UsageError(f"two learned denoisers share a name: {', '.join(labels)}")
+    return result
+
+
 def run(
     root,
     levels: Sequence[float] = LEVELS,
     *,
+    configs: Sequence[str] = CONFIGS,
+    workdirs: Sequence[str] = (),
     epochs: int = 10,
     methods: Sequence[str] = METHODS,
     test_images: int = 0,
     tuning_images: int = 200,
     data: data_lib.FashionMNIST | None = None,
-    base: str = "conv_denoise",
     overrides: dict | None = None,
     log: Callable[[str], None] = print,
     make_strategy: Callable[[], tf.distribute.Strategy] | None = None,
 ) -> dict:
-    """Trains (or resumes, or reuses) the denoiser, then scores every method at every level.
+    """Trains (or resumes, or reuses) the study's denoisers, then scores every denoiser and
+    classical method at every level.
 
     Args:
-        root: the study directory: the denoiser's workdir and `points.json`, the cache.
+        root: the study's workdir: its own denoisers' workdirs and `points.json`, the cache.
         levels: noise factors to score at.
-        epochs: the denoiser's training epochs.
-        methods: keys of `baselines.DENOISERS`.
+        configs: configs the study trains (names in configs/ or .py paths).
+        workdirs: runs trained elsewhere, scored as they are.
+        epochs: training epochs of the study's own denoisers; 0 = each config's own.
+        methods: keys of `classical.DENOISERS`.
         test_images: score only the first N test images (0 = all), for every method alike.
         tuning_images: held-out images per tuning grid search: the last N training images.
         data: Fashion-MNIST (tests pass tiny data); None loads the real files.
-        base: the denoiser's config.
-        overrides: `{field: text}` config overrides for the denoiser (tests).
+        overrides: `{field: text}` overrides for the study's own denoisers (tests).
         log: where progress lines go.
         make_strategy: makes each training run's distribution strategy; None = the default of
             `train_and_evaluate` (tests give every run its own, so their collectives never mix).
 
     Returns:
-        {"training": the denoiser's training point, "test_images": N scored,
-         "rows": one per level: {"level", "noisy input", "autoencoder", and one point per
-         method, with the tuned `value` of its parameter and the grid's PSNRs}}.
+        {"learned": the `learned.Denoiser`s, "methods": the classical methods,
+         "training": {label: training point} of the study's own denoisers,
+         "test_images": N scored, "rows": one per level: {"level", "noisy input": point,
+         "learned": {label: point}, "classical": {method: point with the tuned `value` of its
+         parameter and the grid's PSNRs}}}.
     """
-    root = pathlib.Path(root)
-    cache = study_points.PointCache(root / "points.json")
-    if data is None:
-        data = data_lib.load_fashion_mnist(None)
-    config = denoiser_config(epochs, base, overrides)
-    workdir = root / base
-    settings = (
-        f"{base}-e{epochs}-b{config.batch_size}-n{config.train_examples or 'all'}-s{config.seed}"
+    _check_arguments(levels, methods, epochs, test_images, tuning_images)
+    contenders = denoisers(root, configs, workdirs, epochs, overrides)
+    root = workdir_lib.prepare(root)
+    with workdir_lib.WorkdirLock(root):  # the cache is one file: one study at a time
+        cache = study_points.PointCache(root / "points.json")
+        if data is None:
+            data = data_lib.load_fashion_mnist(None)
+        training = {}
+        for denoiser in contenders:
+            if denoiser.trained_here:
+                log(f"--- training {denoiser.title()} for {denoiser.config.epochs} epochs ---")
+                training[denoiser.label] = study_points.cached_point(
+                    cache,
+                    f"training/{study_points.config_key(denoiser.label, denoiser.config)}",
+                    functools.partial(learned.train, denoiser, data, make_strategy),
+                    log,
+                )
+        count = test_images or len(data.x_test)
+        scorer = _Scorer(cache, contenders, methods, count, log)
+        tuning = data.x_train[-tuning_images:]
+        rows = [scorer.row(level, data.x_test[:count], tuning) for level in levels]
+    for denoiser in contenders:  # from history.csv: a run resumed several times counts whole
+        history = plots.read_history(denoiser.workdir / "history.csv")
+        training.setdefault(denoiser.label, {"epochs": len(history)})
+        training[denoiser.label]["epoch_seconds"] = sum(epoch["seconds"] for epoch in history)
+    return dict(
+        learned=contenders, methods=list(methods), training=training, test_images=count, rows=rows
     )
 
-    def train_denoiser():
-        metrics = train_lib.train_and_evaluate(
-            config, workdir, data=data, strategy=make_strategy and make_strategy()
-        )
-        return dict(metrics["test"], epochs=metrics["epochs_completed"], best=metrics["best_epoch"])
 
-    log(f"--- training {base} for {epochs} epochs at noise {config.noise_factor} ---")
-    training = study_points.cached_point(cache, f"training/{settings}", train_denoiser, log)
-    training["epoch_seconds"] = study_points.epoch_seconds(workdir)
-    count = test_images or len(data.x_test)
-    subset = f"n{count}"
-    tuning_clean_uint8 = data.x_train[-tuning_images:]
-    model = []  # loaded on first use: only a subset run scores the model itself
+def _check_arguments(levels, methods, epochs, test_images, tuning_images) -> None:
+    """Refuses settings that would fail or mislead part-way, before anything runs."""
+    unknown = [name for name in methods if name not in classical.DENOISERS]
+    if unknown:
+        raise UsageError(f"--methods: unknown {unknown}; valid: {', '.join(classical.DENOISERS)}")
+    if not all(0 <= level < float("inf") for level in levels):
+        raise UsageError(f"--levels: noise factors must be finite, 0 or more; got {list(levels)}")
+    for flag, value, least in (
+        ("epochs", epochs, 0),
+        ("test_images", test_images, 0),
+        ("tuning_images", tuning_images, 1),
+    ):
+        if value < least:
+            raise UsageError(f"--{flag}={value}: must be {least} or more")
 
-    rows = []
-    for level in levels:
-        log(f"--- noise factor {level} ---")
-        noisy, clean = noisy_images(
-            data.x_test, noise_factor=level, seed=config.seed, batch_size=config.batch_size
-        )
-        noisy, clean = noisy[:count], clean[:count]
-        row = {"level": level}
-        row["noisy input"] = study_points.cached_point(
-            cache,
-            f"noisy/{subset}/noise{level}",
-            lambda noisy=noisy, clean=clean: study_points.score_images(clean, noisy),
-            log,
-        )
 
-        def score_autoencoder(level=level, noisy=noisy, clean=clean):
-            if count == len(data.x_test):
-                result = evaluate.evaluate_workdir(config, workdir, noise_factor=level, data=data)
-                return dict(result["test"], noisy_input_psnr=result["noisy_input"]["psnr"])
-            if not model:
-                model.append(checkpoints.load_best_model(config, workdir).autoencoder)
-            outputs = np.concatenate(
-                [model[0](noisy[i : i + 1000], training=False) for i in range(0, count, 1000)]
+class _Scorer:
+    """Scores one level's row; each point read from the cache, or computed and cached."""
+
+    def __init__(self, cache, contenders, methods, count, log):
+        self.cache, self.contenders, self.methods, self.log = cache, contenders, methods, log
+        self.subset = f"seed{NOISE_SEED}/n{count}"
+        self.models = {}  # loaded on first use: a rerun with every point cached loads none
+        self.identities = {d.label: learned.identity(d) for d in contenders}
+
+    def row(self, level: float, test_uint8: np.ndarray, tuning_uint8: np.ndarray) -> dict:
+        self.log(f"--- noise factor {level} ---")
+        noisy, clean = noisy_images(test_uint8, noise_factor=level)
+        row = {"level": level, "learned": {}, "classical": {}}
+        row["noisy input"] = self._point(
+            f"noisy/{self.subset}/noise{level}",
+            lambda: study_points.score_images(clean, noisy),
+        )
+        for denoiser in self.contenders:
+            key = f"learned/{self.identities[denoiser.label]}/{self.subset}/noise{level}"
+            row["learned"][denoiser.label] = self._point(
+                key, functools.partial(self._score_model, denoiser, noisy, clean)
             )
-            return study_points.score_images(clean, outputs)
-
-        row["autoencoder"] = study_points.cached_point(
-            cache, f"autoencoder/{settings}/{subset}/noise{level}", score_autoencoder, log
-        )
-        _check_same_noise(row, log)
-
-        tuning_noisy, tuning_clean = noisy_images(
-            tuning_clean_uint8,
-            noise_factor=level,
-            seed=config.seed + TUNING_SEED_OFFSET,
-            batch_size=config.batch_size,
-        )
-        for name in methods:
-            denoiser = baselines.DENOISERS[name]
-            score = functools.partial(
-                _classical_point, denoiser, (tuning_noisy, tuning_clean), (noisy, clean)
-            )
+        tuning = noisy_images(tuning_uint8, noise_factor=level, seed=TUNING_SEED)
+        for name in self.methods:
+            denoiser = classical.DENOISERS[name]
             grid = "-".join(f"{v:g}" for v in denoiser.grid)
-            key = f"{name}/grid{grid}/t{tuning_images}/{subset}/noise{level}"
-            row[name] = study_points.cached_point(cache, key, score, log)
-        rows.append(row)
-    return dict(training=training, test_images=count, rows=rows)
+            key = f"{name}/grid{grid}/t{len(tuning_uint8)}/{self.subset}/noise{level}"
+            row["classical"][name] = self._point(
+                key, functools.partial(_classical_point, denoiser, tuning, (noisy, clean))
+            )
+        return row
+
+    def _point(self, key: str, compute: Callable[[], dict]) -> dict:
+        return study_points.cached_point(self.cache, key, compute, self.log)
+
+    def _score_model(self, denoiser: learned.Denoiser, noisy, clean) -> dict:
+        if denoiser.label not in self.models:
+            self.models[denoiser.label] = learned.load(denoiser)
+        outputs = learned.denoise(self.models[denoiser.label], denoiser.config, noisy)
+        return study_points.score_images(clean, outputs)
 
 
-def _classical_point(denoiser: baselines.Denoiser, tuning: tuple, test: tuple) -> dict:
+def _classical_point(denoiser: classical.Denoiser, tuning: tuple, test: tuple) -> dict:
     """Tunes `denoiser` on the (noisy, clean) tuning images, then scores it on the test ones."""
     (tuning_noisy, tuning_clean), (noisy, clean) = tuning, test
-    value, grid_psnr = baselines.tune(
+    value, grid_psnr = classical.tune(
         denoiser, tuning_noisy[..., 0], tuning_clean[..., 0], denoiser.grid
     )
     outputs = denoiser(noisy[..., 0], value)
@@ -181,71 +236,144 @@ def _classical_point(denoiser: baselines.Denoiser, tuning: tuple, test: tuple) -
     )
 
 
-def _check_same_noise(row: dict, log: Callable[[str], None]) -> None:
-    """Warns if `evaluate_workdir` scored other noisy images than the classical methods see."""
-    theirs = row["autoencoder"].get("noisy_input_psnr")
-    if theirs is not None and abs(theirs - row["noisy input"]["psnr"]) > 1e-3:
-        log(
-            f"WARNING: noisy input PSNR {row['noisy input']['psnr']:.4f} here but {theirs:.4f}"
-            " in evaluate_workdir: the methods did not see the same noisy images"
-        )
-
-
-def markdown_tables(result: dict, methods: Sequence[str] = METHODS) -> str:
+def markdown_tables(result: dict) -> str:
     """PSNR and SSIM tables (one row per level) and the tuned parameter of each method."""
-    rows = result["rows"]
-    labels = ["noisy input", "autoencoder", *methods]
-    titles = ["noisy input", "conv AE (trained at 0.5)"] + [
-        baselines.DENOISERS[name].label for name in methods
-    ]
-    text = []
-    for metric, unit, digits in (("psnr", " (dB)", 2), ("ssim", "", 3)):
-        text.append(f"Test {metric.upper()}{unit}; **bold** = best classical method at that level.")
-        text.append("")
-        text.append("| noise factor | " + " | ".join(titles) + " | AE minus best classical |")
-        text.append("|---" * (len(titles) + 2) + "|")
-        for row in rows:
-            best = max(methods, key=lambda name, row=row, metric=metric: row[name][metric])
-            cells = [
-                f"**{row[label][metric]:.{digits}f}**"
-                if label == best
-                else f"{row[label][metric]:.{digits}f}"
-                for label in labels
-            ]
-            cells.append(f"{row['autoencoder'][metric] - row[best][metric]:+.{digits}f}")
-            text.append(f"| {row['level']:g} | " + " | ".join(cells) + " |")
-        text.append("")
-    text.append("Tuned parameter per level (grid search on PSNR over held-out training images):")
-    text.append("")
-    names = [f"{baselines.DENOISERS[m].label}: {baselines.DENOISERS[m].parameter}" for m in methods]
+    methods = result["methods"]
+    text = [_metric_table(result, "psnr", " (dB)", 2), _metric_table(result, "ssim", "", 3)]
+    text += ["Tuned parameter per level (grid search on PSNR over held-out training images):", ""]
+    names = [f"{classical.DENOISERS[m].label}: {classical.DENOISERS[m].parameter}" for m in methods]
     text.append("| noise factor | " + " | ".join(names) + " |")
     text.append("|---" * (len(methods) + 1) + "|")
-    for row in rows:
-        text.append(
-            f"| {row['level']:g} | " + " | ".join(_tuned(row[m], m) for m in methods) + " |"
-        )
-    text.append("")
-    return "\n".join(text)
+    for row in result["rows"]:
+        tuned = [_tuned(row["classical"][name], name) for name in methods]
+        text.append(f"| {row['level']:g} | " + " | ".join(tuned) + " |")
+    return "\n".join(text) + "\n"
+
+
+def _metric_table(result: dict, metric: str, unit: str, digits: int) -> str:
+    """One metric's table: a row per level, the best classical method bold, and each learned
+    denoiser's margin over it at the end of the row."""
+    methods, labels = result["methods"], [d.label for d in result["learned"]]
+    titles = ["noisy input", *(d.title() for d in result["learned"])]
+    titles += [classical.DENOISERS[name].label for name in methods]
+    titles += [f"{label} minus best classical" for label in labels]
+    lines = [
+        f"Test {metric.upper()}{unit}; **bold** = best classical method at that level.",
+        "",
+        "| noise factor | " + " | ".join(titles) + " |",
+        "|---" * (len(titles) + 1) + "|",
+    ]
+    for row in result["rows"]:
+        scores = {name: row["classical"][name][metric] for name in methods}
+        best = max(methods, key=scores.get)
+        values = [row["noisy input"][metric], *(row["learned"][x][metric] for x in labels)]
+        cells = [f"{value:.{digits}f}" for value in values]
+        cells += [
+            f"**{scores[n]:.{digits}f}**" if n == best else f"{scores[n]:.{digits}f}"
+            for n in methods
+        ]
+        cells += [f"{row['learned'][x][metric] - scores[best]:+.{digits}f}" for x in labels]
+        lines.append(f"| {row['level']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _tuned(point: dict, name: str) -> str:
     """The chosen value, flagged when it sits at an end of the grid (the grid may be short)."""
-    grid = baselines.DENOISERS[name].grid
+    grid = classical.DENOISERS[name].grid
     edge = " (grid edge)" if point["value"] in (grid[0], grid[-1]) else ""
     return f"{point['value']:g}{edge}"
 
 
-def timing_lines(result: dict, methods: Sequence[str] = METHODS) -> str:
-    """Seconds per point, summed by method over the levels, as a markdown list."""
-    training = result["training"]
-    lines = [
-        f"- training the denoiser: {training['epochs']} epochs,"
-        f" {training['epoch_seconds'] / 60:.1f} min (sum of history.csv's epoch times)"
-    ]
-    for label in ("noisy input", "autoencoder", *methods):
-        seconds = [row[label]["seconds"] for row in result["rows"]]
+def timing_lines(result: dict) -> str:
+    """Training minutes of each learned denoiser, and seconds per point summed by method over
+    the levels, as a markdown list."""
+    lines = []
+    for denoiser in result["learned"]:
+        training = result["training"][denoiser.label]
+        where = "by the study" if denoiser.trained_here else "elsewhere"
+        lines.append(
+            f"- training {denoiser.label} ({where}): {training['epochs']} epochs,"
+            f" {training['epoch_seconds'] / 60:.1f} min (sum of history.csv's epoch times)"
+        )
+    columns = {"noisy input": [row["noisy input"] for row in result["rows"]]}
+    for denoiser in result["learned"]:
+        columns[denoiser.label] = [row["learned"][denoiser.label] for row in result["rows"]]
+    for name in result["methods"]:
+        columns[name] = [row["classical"][name] for row in result["rows"]]
+    for label, points in columns.items():
+        seconds = [point["seconds"] for point in points]
         lines.append(
             f"- {label}: {sum(seconds):.0f} s over {len(seconds)} levels"
             f" ({min(seconds):.1f}-{max(seconds):.1f} s per level)"
         )
     return "\n".join(lines) + "\n"
+
+
+def figure(result: dict):
+    """The study's figure: PSNR and SSIM per level of the noisy input and every denoiser."""
+    rows = result["rows"]
+    curves = {"noisy input": [row["noisy input"] for row in rows]}
+    for denoiser in result["learned"]:
+        curves[denoiser.title()] = [row["learned"][denoiser.label] for row in rows]
+    for name in result["methods"]:
+        curves[classical.DENOISERS[name].label] = [row["classical"][name] for row in rows]
+    learned_titles = [denoiser.title() for denoiser in result["learned"]]
+    return figures.denoising_figure([row["level"] for row in rows], curves, learned_titles)
+
+
+def main(argv: list[str]) -> None:
+    """`python -m autoenc.studies.denoising`: runs the study and writes its tables and figure."""
+    parser = report.parser(MODULE, __doc__.splitlines()[0], "runs/studies/denoising")
+    add = parser.add_argument
+    add(
+        "--configs",
+        type=report.comma_list(str, allow_empty=True),
+        default=list(CONFIGS),
+        help=f"configs the study trains and scores (default: {','.join(CONFIGS)}); empty: none",
+    )
+    add(
+        "--workdirs",
+        type=report.comma_list(str, allow_empty=True),
+        default=[],
+        help="runs trained elsewhere (e.g. by launch.py) to score as they are",
+    )
+    add("--epochs", type=int, default=10, help="training epochs of --configs; 0 = their own")
+    add(
+        "--levels",
+        type=report.comma_list(float),
+        default=list(LEVELS),
+        help=f"noise factors (default: {','.join(map(str, LEVELS))})",
+    )
+    add(
+        "--methods",
+        type=report.comma_list(str),
+        default=list(METHODS),
+        help=f"classical methods (default: all of {','.join(METHODS)})",
+    )
+    add("--test_images", type=int, default=0, help="score the first N test images; 0 = all")
+    add("--tuning_images", type=int, default=200, help="held-out training images for tuning")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = run(
+        args.workdir,
+        args.levels,
+        configs=args.configs,
+        workdirs=args.workdirs,
+        epochs=args.epochs,
+        methods=args.methods,
+        test_images=args.test_images,
+        tuning_images=args.tuning_images,
+        log=lambda line: print(line, flush=True),
+    )
+    text = report.provenance(MODULE, argv) + "\n" + markdown_tables(result)
+    text += f"\nTime per method (when computed):\n\n{timing_lines(result)}"
+    paths = report.write(args.output_dir or args.workdir, "denoising_study", text, figure(result))
+    print(text)
+    print(
+        f"{result['test_images']} test images; this run took"
+        f" {(time.perf_counter() - started) / 60:.1f} min; wrote {paths[0]} and {paths[1]}"
+    )
+
+
+if __name__ == "__main__":
+    report.run_command(MODULE, main)

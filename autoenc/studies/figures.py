@@ -23,18 +23,21 @@ def _two_panels(title: str):
 
 
 def compression_figure(rows: list[dict]) -> Figure:
-    """PSNR and SSIM against the compression ratio 784/dim (log axis), autoencoder vs PCA.
+    """PSNR and SSIM against the compression ratio 784/dim (log axis), each config vs PCA.
 
     Args:
-        rows: `compression_study.run`'s rows.
+        rows: `compression.run`'s rows.
     """
     figure, psnr_axes, ssim_axes = _two_panels(
-        "Compression: dense autoencoder vs PCA, scored on the clean test images"
+        "Compression: autoencoders vs PCA, scored on the clean test images"
     )
     ratios = [row["ratio"] for row in rows]
-    for key, label, style in (("autoencoder", "dense AE", "o-"), ("pca", "PCA (linear)", "s--")):
+    curves = {name: [row["autoencoders"][name] for row in rows] for name in rows[0]["autoencoders"]}
+    curves["PCA (linear)"] = [row["pca"] for row in rows]
+    for label, points in curves.items():
+        style = "s--" if label == "PCA (linear)" else "o-"
         for axes, metric in ((psnr_axes, "psnr"), (ssim_axes, "ssim")):
-            axes.plot(ratios, [row[key][metric] for row in rows], style, label=label)
+            axes.plot(ratios, [point[metric] for point in points], style, label=label)
     # PCA with almost every component is near-exact (tens of dB); keep the rest readable.
     off_scale = [row for row in rows if row["pca"]["psnr"] > PSNR_AXIS_TOP]
     if off_scale:
@@ -57,18 +60,19 @@ def compression_figure(rows: list[dict]) -> Figure:
     return figure
 
 
-def denoising_figure(levels: list[float], curves: dict[str, list[dict]]) -> Figure:
+def denoising_figure(levels: list[float], curves: dict[str, list[dict]], learned=()) -> Figure:
     """PSNR and SSIM against the noise factor, one line per method.
 
     Args:
         levels: the noise factors.
         curves: {method label: one {psnr, ssim, ...} point per level}.
+        learned: the labels of the learned denoisers, drawn with markers to stand out.
     """
     figure, psnr_axes, ssim_axes = _two_panels(
         "Denoising: clip(x + f·N(0,1), 0, 1), scored against the clean test images"
     )
     for label, points in curves.items():
-        style = "k:" if label == "noisy input" else ("o-" if "autoencoder" in label else ".-")
+        style = "k:" if label == "noisy input" else ("o-" if label in learned else ".-")
         for axes, metric in ((psnr_axes, "psnr"), (ssim_axes, "ssim")):
             axes.plot(levels, [point[metric] for point in points], style, label=label)
     for axes in (psnr_axes, ssim_axes):

@@ -1,4 +1,4 @@
-"""What the studies share: a cache of finished points, timing, and scoring images.
+"""What the studies share: a cache of finished points, its keys, timing, and scoring images.
 
 A study is a list of points (one model or baseline at one setting). Each finished point goes
 into a JSON file as soon as it is measured, written atomically, so an interrupted or repeated
@@ -9,6 +9,7 @@ workdirs too, which `train_and_evaluate` resumes or returns as finished.
 and evaluation use, so baselines, the noisy input and the autoencoders are scored alike.
 """
 
+import hashlib
 import json
 import pathlib
 import time
@@ -17,7 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from autoenc import metrics, plots
+from autoenc import checkpoints, metrics, plots
+from autoenc import config as config_lib
 from autoenc import workdir as workdir_lib
 
 
@@ -96,3 +98,23 @@ def epoch_seconds(workdir) -> float:
 def to_unit_float(images_uint8: np.ndarray) -> np.ndarray:
     """uint8 images as float32 in [0, 1], the pipeline's conversion (x / 255)."""
     return images_uint8.astype(np.float32) / 255.0
+
+
+def config_key(name: str, config) -> str:
+    """`name` and a digest of every field of `config`, for cache keys: a point measured with
+    other settings (a config file edited, another epoch count) is measured anew."""
+    digest = hashlib.sha256(config_lib.to_json(config).encode()).hexdigest()[:10]
+    return f"{name}-{digest}"
+
+
+def checkpoint_fingerprint(workdir) -> str:
+    """A digest of a run's best checkpoint, for cache keys of points that score it.
+
+    The checkpoint's `.index` file holds a checksum of every saved tensor, so its digest
+    changes whenever the best weights do (a run that improved, or was trained afresh).
+
+    Raises:
+        UserError: the workdir has no best checkpoint.
+    """
+    index = pathlib.Path(checkpoints.best_checkpoint_path(workdir) + ".index")
+    return hashlib.sha256(index.read_bytes()).hexdigest()[:10]

@@ -1,89 +1,28 @@
-"""The non-learned baselines the studies compare the autoencoders with.
+"""The classical denoisers the denoising study compares the learned ones with.
 
-For compression, PCA: the best a *linear* autoencoder with a k-wide code can do in squared
-error (Eckart-Young), so a nonlinear autoencoder is worth its training only where it beats PCA
-at the same width. For denoising, the classical filters of scikit-image (Gaussian, median,
-total variation, wavelet shrinkage (VisuShrink), non-local means), each with its one main
-parameter picked by a small grid search on PSNR over held-out images (`tune`), never the test
-images.
+scikit-image's and SciPy's filters (Gaussian, median, total variation, wavelet shrinkage
+(VisuShrink), non-local means), each with its one main parameter picked by a small grid search
+on PSNR over held-out images (`tune`), never the test images. Each works on a numpy stack
+(N, 28, 28) of float images in [0, 1], one image at a time, and its output is clipped to [0, 1]
+so it is scored exactly like a sigmoid decoder's output.
 
-Everything here works on numpy float images in [0, 1] of shape (N, 28, 28); outputs are
-clipped to [0, 1] so they are scored exactly like a sigmoid decoder's output.
+scikit-image, SciPy and PyWavelets are the studies extra, not dependencies of the training
+library: without them, importing this module raises an ImportError that says how to install
+them.
 """
 
 import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import ndimage
-from skimage import restoration
 
-
-@dataclasses.dataclass(frozen=True)
-class PCA:
-    """A principal-component basis of flattened images.
-
-    Attributes:
-        mean: the training images' mean, shape (D,).
-        components: unit eigenvectors of their covariance as rows, by decreasing variance,
-            shape (D, D).
-        explained_variance: the matching eigenvalues, shape (D,).
-    """
-
-    mean: np.ndarray
-    components: np.ndarray
-    explained_variance: np.ndarray
-
-    def reconstruct(self, images: np.ndarray, dims: int) -> np.ndarray:
-        """Projects images onto the first `dims` components and back, clipped to [0, 1].
-
-        Args:
-            images: shape (N, ...) with D values per image.
-            dims: the code width, 1..D.
-
-        Returns:
-            float32 reconstructions of the input's shape.
-        """
-        if not 1 <= dims <= len(self.mean):
-            raise ValueError(f"dims must be in 1..{len(self.mean)}, got {dims}")
-        flat = images.reshape(len(images), -1).astype(np.float64) - self.mean
-        basis = self.components[:dims]
-        codes = flat @ basis.T
-        restored = codes @ basis + self.mean
-        return np.clip(restored, 0.0, 1.0).astype(np.float32).reshape(images.shape)
-
-
-def fit_pca(images: np.ndarray, chunk: int = 10_000) -> PCA:
-    """Fits PCA to images by an eigendecomposition of their covariance.
-
-    The D x D covariance (D = 784) is accumulated in float64 chunks, so the 60,000 training
-    images never exist as one float64 copy; one fit serves every code width.
-
-    Args:
-        images: shape (N, ...) with values in [0, 1] (floats) or 0..255 (uint8, rescaled).
-        chunk: images per accumulation step.
-    """
-    flat = images.reshape(len(images), -1)
-    scale = 1.0 / 255.0 if flat.dtype == np.uint8 else 1.0
-    total = np.zeros(flat.shape[1])
-    for start in range(0, len(flat), chunk):
-        total += flat[start : start + chunk].sum(axis=0, dtype=np.float64) * scale
-    mean = total / len(flat)
-    scatter = np.zeros((flat.shape[1], flat.shape[1]))
-    for start in range(0, len(flat), chunk):
-        centred = flat[start : start + chunk].astype(np.float64) * scale - mean
-        scatter += centred.T @ centred
-    eigenvalues, eigenvectors = np.linalg.eigh(scatter / len(flat))
-    order = np.argsort(eigenvalues)[::-1]
-    return PCA(
-        mean=mean,
-        components=eigenvectors[:, order].T,
-        explained_variance=np.maximum(eigenvalues[order], 0.0),
-    )
-
-
-# --- Classical denoisers -------------------------------------------------------------------
-# Each takes a stack (N, 28, 28) and its main parameter and returns the denoised stack.
+MISSING_EXTRA = "the studies need scikit-image, SciPy and PyWavelets: pip install -e '.[studies]'"
+try:
+    import pywt  # noqa: F401  (scikit-image's wavelet denoiser imports it only when called)
+    from scipy import ndimage
+    from skimage import restoration
+except ImportError as error:
+    raise ImportError(MISSING_EXTRA) from error
 
 
 def gaussian_filter(images: np.ndarray, sigma: float) -> np.ndarray:
@@ -107,9 +46,9 @@ def wavelet_visu_shrink(images: np.ndarray, sigma: float) -> np.ndarray:
 
     The threshold is the universal one, `sigma`·sqrt(2 log n), with `sigma` the noise standard
     deviation it assumes. scikit-image would estimate it from the finest coefficients, but the
-    book's clipped noise is neither Gaussian nor zero-mean, so tuning it finds what works. On
-    held-out Fashion-MNIST images VisuShrink scored 0.1-0.8 dB above BayesShrink (noise 0.5
-    and 0.2) and Symlet-4 slightly above Daubechies-1, 2 and Coiflet-1.
+    book's clipped noise is neither Gaussian nor zero-mean, so tuning it finds what works.
+    VisuShrink and Symlet-4 scored above BayesShrink and the other wavelets tried on held-out
+    images (docs/studies.md).
     """
     return np.stack(
         [
