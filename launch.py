@@ -1,10 +1,22 @@
-"""Command line: `python launch.py --config=NAME [--config.FIELD=VALUE ...] [--workdir=DIR]`.
+"""Trains the autoencoders of a TensorFlow 2 textbook chapter on Fashion-MNIST, or uses a run.
 
-Flags in, `autoenc.modes.run` out: `--mode=train` (the default) trains, `figures`, `eval`,
-`export` and `apply` use a trained run's best checkpoint (see `autoenc.modes`).
-`--config.FIELD=VALUE` overrides are taken out of argv before absl sees them and are applied
-(type-checked) by `autoenc.config`. Any `UserError` ends the run with one line on stderr and
-its exit code.
+Usage:
+  python launch.py --config=NAME [--config.FIELD=VALUE ...] [--workdir=DIR]
+  python launch.py --mode=MODE --workdir=DIR [mode flags]
+
+Configs (configs/NAME.py): {configs}; or a path to a .py file with get_config().
+Overrides: --config.FIELD=VALUE or --config.FIELD VALUE, dotted for nested fields
+(--config.early_stopping.patience=5). The workdir defaults to runs/NAME; rerunning the same
+command resumes an interrupted run.
+Modes: train (the default); figures, eval, export and apply use a trained run's best
+checkpoint and read its config from DIR/config.json, so they need no --config.
+Reference: docs/usage.md.
+
+Examples:
+  python launch.py --config=dense_compress
+  python launch.py --config=conv_denoise --config.epochs=10 --workdir=runs/conv10
+  python launch.py --mode=eval --workdir=runs/conv10 --noise_factor=0.3
+  python launch.py --mode=apply --workdir=runs/conv10 --inputs=scans/ --output_dir=denoised
 """
 
 import logging
@@ -13,7 +25,16 @@ import sys
 
 from absl import app, flags
 
-from autoenc.command_line import configure_process, fail, quiet_native_stderr, split_overrides
+from autoenc.command_line import (
+    configure_process,
+    fail,
+    quiet_native_stderr,
+    resolve_config,
+    split_overrides,
+)
+from autoenc.config import available_configs
+
+__doc__ = __doc__.replace("{configs}", ", ".join(available_configs()))  # what --help shows
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 # ...and its Python INFO notes ("Using MirroredStrategy with devices ..."), which would precede
@@ -50,17 +71,13 @@ flags.DEFINE_bool("overwrite", None, "apply: replace files in --output_dir named
 def main(argv: list[str], overrides: dict[str, str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
-    if not FLAGS.config:
-        fail("--config=NAME is required (e.g. --config=conv_denoise)", 2)
     from autoenc import config as config_lib  # no TensorFlow yet: config errors answer fast
     from autoenc import data
     from autoenc.errors import UserError
 
     try:
-        config = config_lib.load_config(FLAGS.config)
-        config_lib.apply_overrides(config, overrides)
+        config, name = resolve_config(FLAGS.config, FLAGS.mode, FLAGS.workdir, overrides)
         config_lib.validate(config, num_train_images=data.TRAIN_COUNT)
-        name = os.path.splitext(os.path.basename(FLAGS.config))[0]
         workdir = FLAGS.workdir or os.path.join("runs", name)
 
         with quiet_native_stderr():  # TensorFlow's C++ start-up notes, e.g. "no CUDA drivers"

@@ -1,7 +1,7 @@
-"""The plumbing of `launch.py` that is not flags: `--config.FIELD=VALUE` overrides, one-line
-errors, silencing TensorFlow's native start-up chatter, and the process settings that must
-precede TensorFlow's start. No TensorFlow import here, so a
-usage error answers before TensorFlow loads.
+"""The plumbing of `launch.py` that is not flags: `--config.FIELD=VALUE` overrides, which config
+a command means, one-line errors, silencing TensorFlow's native start-up chatter, and the process
+settings that must precede TensorFlow's start. No TensorFlow import here, so a usage error
+answers before TensorFlow loads.
 """
 
 import contextlib
@@ -13,17 +13,46 @@ OVERRIDE_PREFIX = "--config."
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Separates `--config.FIELD=VALUE` arguments from the flags absl parses."""
+    """Separates `--config.FIELD=VALUE` and `--config.FIELD VALUE` arguments from the flags
+    absl parses (the second form takes the next argument as the value, as absl's own flags
+    and ml_collections' config flags do)."""
     rest, overrides = [], {}
-    for arg in argv:
+    args = iter(argv)
+    for arg in args:
         if arg.startswith(OVERRIDE_PREFIX):
             field, sep, value = arg[len(OVERRIDE_PREFIX) :].partition("=")
             if not sep:
-                fail(f"{arg}: expected {OVERRIDE_PREFIX}FIELD=VALUE", 2)
+                value = next(args, None)
+                if value is None:
+                    fail(f"{arg}: expected a value ({OVERRIDE_PREFIX}FIELD=VALUE)", 2)
             overrides[field] = value
         else:
             rest.append(arg)
     return rest, overrides
+
+
+def resolve_config(config_flag: str | None, mode: str, workdir: str | None, overrides: dict):
+    """The config to use and the name that makes the default workdir: `--config` with the
+    overrides applied, or, for a mode that uses a trained run, the run's own config.json.
+
+    Raises:
+        UsageError: no config to be had, or a bad override (see `autoenc.config`).
+    """
+    from autoenc import config as config_lib
+    from autoenc.errors import UsageError
+
+    if config_flag:
+        config = config_lib.load_config(config_flag)
+        name = os.path.splitext(os.path.basename(config_flag))[0]
+    elif mode == "train":
+        raise UsageError("--config=NAME is required to train (e.g. --config=conv_denoise)")
+    elif not workdir:
+        raise UsageError(f"--mode={mode} needs --workdir=DIR, the run to use")
+    else:
+        config = config_lib.load_run_config(workdir)
+        name = os.path.basename(os.path.normpath(workdir))
+    config_lib.apply_overrides(config, overrides)
+    return config, name
 
 
 @contextlib.contextmanager
@@ -46,13 +75,11 @@ def fail(message: str, code: int) -> None:
 
 
 def configure_process() -> None:
-    """Process settings that must precede TensorFlow's start (issue 6: speed and peak RSS).
+    """Process settings that must precede TensorFlow's start, for speed and peak memory.
 
     - TensorFlow's oneDNN CPU kernels on (unless TF_ENABLE_ONEDNN_OPTS is set). TensorFlow
-      turns them on by itself only on CPUs with AVX512-VNNI/BF16 or AMX; on our AVX2 EPYC they
-      were off, and turning them on made the conv step 1.9-2.1x faster (interleaved pairs) and
-      a full conv_denoise epoch's peak RSS 0.87 GB instead of 0.95 GB, with bit-identical
-      reruns and the same val_loss to 4 digits (README, "Speed").
+      turns them on by itself only on CPUs with AVX512-VNNI/BF16 or AMX; on CPUs without them
+      they made the conv step about twice as fast and lowered the peak RSS (docs/speed.md).
     - One glibc malloc arena (unless MALLOC_ARENA_MAX is set): with one arena per contending
       thread, each of TensorFlow's threads kept the tensor buffers it freed, and every
       evaluation added ~140 MB that was never given back.

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import pathlib
+import sys
 from typing import NamedTuple
 
 from ml_collections import config_dict
@@ -120,7 +121,7 @@ def load_config(name_or_path: str) -> config_dict.ConfigDict:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     elif name_or_path in available_configs():
-        module = importlib.import_module(f"configs.{name_or_path}")
+        module = importlib.import_module(f"{_configs_package()}.{name_or_path}")
     else:
         raise UsageError(
             f"unknown config {name_or_path!r}; valid names: {', '.join(available_configs())}"
@@ -129,6 +130,42 @@ def load_config(name_or_path: str) -> config_dict.ConfigDict:
     if not hasattr(module, "get_config"):
         raise UsageError(f"config {name_or_path} has no get_config() function")
     config = module.get_config()
+    config.lock()
+    return config
+
+
+def _configs_package() -> str:
+    """Makes the checkout's `configs/` importable as the package `configs` (the experiment files
+    import their bases from it) without installing it: a top-level package of that name in
+    site-packages would collide with other projects'."""
+    module = sys.modules.get("configs")
+    if module is None or pathlib.Path(module.__file__).resolve().parent != CONFIGS_DIR:
+        spec = importlib.util.spec_from_file_location(
+            "configs", CONFIGS_DIR / "__init__.py", submodule_search_locations=[str(CONFIGS_DIR)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["configs"] = module
+        spec.loader.exec_module(module)
+    return "configs"
+
+
+def load_run_config(workdir) -> config_dict.ConfigDict:
+    """The config a run saved in `WORKDIR/config.json`, locked, for using a trained run
+    without repeating its `--config` and overrides.
+
+    Raises:
+        UsageError: the workdir holds no readable config.json.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(
+            f"{path} does not exist: give --config=NAME, or a --workdir that holds a run"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    config = config_dict.ConfigDict(saved)
     config.lock()
     return config
 

@@ -38,3 +38,17 @@ def test_onednn_is_on_unless_the_user_says_otherwise(exported, expected):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == expected
+
+
+def test_configs_load_by_name_without_an_installed_configs_package(tmp_path):
+    probe = (
+        "import importlib.util, sys; from autoenc import config;"
+        " installed = importlib.util.find_spec('configs');"
+        " print(installed is None, config.load_config('dense_compress_768').encoding_dim)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "768"]  # not importable, yet names still resolve

@@ -126,3 +126,55 @@ def test_a_flag_of_another_mode_is_refused():
     with pytest.raises(UsageError, match="needs --inputs=PATH"):
         modes.run("apply", None, "unused", strategy_name="mirrored", options={"inputs": None,
                   "output_dir": None})  # fmt: skip
+
+
+def test_modes_read_the_runs_config_when_no_config_is_given(conv_run, tmp_path):
+    before = snapshot(conv_run)
+    export_dir = tmp_path / "exported"
+    result = launch(f"--workdir={conv_run}", "--mode=export", f"--export_dir={export_dir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((export_dir / "export.json").read_text())["model"] == "conv"
+    assert snapshot(conv_run) == before
+
+
+@pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs apt-get install dataset-fashion-mnist")
+def test_eval_without_config_scores_like_eval_with_it(conv_run):
+    results = []
+    for config_args in (CONV, []):
+        result = launch(*config_args, f"--workdir={conv_run}", "--mode=eval", "--eval_seed=5")
+        assert result.returncode == 0, result.stderr[-2000:]
+        results.append(json.loads((conv_run / "eval" / "noise0.5_seed5.json").read_text()))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode=eval"], "--mode=eval needs --workdir=DIR"),
+        (["--mode=train"], "--config=NAME is required to train"),
+        (["--mode=figures", "--workdir=/nonexistent/run"], "config.json does not exist"),
+        (["--config=conv_denoise", "--config.epochs"], "expected a value"),
+        (["--config=conv_denoise", "--config.epochs", "ten"], "--config.epochs=ten: expected int"),
+    ],
+)
+def test_commands_without_a_usable_config_are_one_line(args, message):
+    result = launch(*args)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_space_separated_overrides_mean_the_same_as_equals():
+    from autoenc.command_line import split_overrides
+
+    argv = ["launch.py", "--config.epochs", "3", "--config.early_stopping.patience=5", "--mode=x"]
+    assert split_overrides(argv) == (
+        ["launch.py", "--mode=x"],
+        {"epochs": "3", "early_stopping.patience": "5"},
+    )
+
+
+def test_help_names_the_modes_the_configs_and_examples():
+    result = launch("--help")
+    for text in ("Usage:", "Examples:", "--mode=eval", "Modes:", *config_lib.available_configs()):
+        assert text in result.stdout, text
