@@ -1,10 +1,14 @@
-"""The book's two architectures: parameter counts, shapes, and shared encoder/decoder weights."""
+"""The models: parameter counts, shapes, and shared encoder/decoder weights; the new configs'
+models also train, resume, export, evaluate and apply end to end on tiny data."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import mirrored
 
+from autoenc import apply as apply_lib
+from autoenc import checkpoints, evaluate, export, models, train
 from autoenc import config as config_lib
-from autoenc import models
 
 
 def test_dense_autoencoder_matches_book():
@@ -103,3 +107,45 @@ def test_new_configs_build_their_models(name, params):
     nets = models.build(config)
     assert nets.autoencoder.count_params() == params
     assert models.input_shape(config) == ((784,) if config.model == "deep_dense" else (28, 28, 1))
+
+
+def tiny(name):
+    """The config `name`, shrunk to a quick run on the tiny synthetic data."""
+    config = config_lib.load_config(name)
+    with config.unlocked():
+        config.update(batch_size=64, epochs=1, train_examples=256)
+        config.update(image_every_epochs=0, loss_every_steps=0)
+    return config
+
+
+@pytest.mark.parametrize("name", ["deep_compress", "unet_denoise"])
+def test_new_configs_train_resume_export_evaluate_and_apply(name, tiny_data, tmp_path):
+    config, workdir = tiny(name), tmp_path / "run"
+    train.train_and_evaluate(config, workdir, data=tiny_data, strategy=mirrored(1))
+    config.epochs = 2  # rerunning the command with more epochs resumes the run
+    metrics = train.train_and_evaluate(config, workdir, data=tiny_data, strategy=mirrored(1))
+    assert metrics["epochs_completed"] == 2
+    assert len((workdir / "history.csv").read_text().splitlines()) == 3
+
+    nets = checkpoints.load_best_model(config, workdir)
+    loaded = tf.saved_model.load(str(export.export_workdir(config, workdir, tmp_path / "export")))
+    images = tiny_data.x_test[:4].astype(np.float32) / 255
+    served = loaded.signatures["reconstruct"](image=images)["image"].numpy()
+    expected = nets.autoencoder(images.reshape(4, *models.input_shape(config)))
+    np.testing.assert_allclose(served, np.reshape(expected, (4, 28, 28)), atol=1e-6)
+    code = loaded.signatures["encode"](image=images)["code"]
+    decoded = loaded.signatures["decode"](code=code)["image"].numpy()
+    np.testing.assert_allclose(decoded, served, atol=1e-5)
+
+    quality = evaluate.evaluate_workdir(config, workdir, noise_factor=0.3, data=tiny_data)
+    assert quality["noise_factor"] == 0.3 and quality["test"]["psnr"] > 0
+
+    odd = np.random.default_rng(0).uniform(size=(30, 33)).astype(np.float32)
+    np.save(tmp_path / "odd.npy", odd)
+    out = tmp_path / "out"
+    outcome = next(apply_lib.apply_to_files(config, workdir, [str(tmp_path / "odd.npy")], out))
+    if config.model == "deep_dense":  # flat 784 inputs: 28x28 images only
+        assert outcome.problem is not None
+    else:  # fully convolutional: any size, kept
+        assert outcome.problem is None
+        assert np.load(out / "odd.npy").shape == (30, 33)
