@@ -1,0 +1,131 @@
+"""The benchmarks' own logic that could go wrong silently: reading the CPU's extensions, the
+targets' verdicts (and when bfloat16 is not judged), dropping an arm that measured slow,
+reading oneDNN's verbose log, and never writing over an existing report."""
+
+import pytest
+
+from benchmarks import clock, cpu, primitives, report
+from benchmarks.clock import Timing
+
+CPUINFO = """\
+processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+flags\t\t: fpu sse avx avx2 fma avx512f avx512_bf16 avx512_vnni
+processor\t: 1
+model name\t: Some Other Name
+flags\t\t: fpu sse
+"""
+
+
+def test_cpuinfo_first_processor_model_and_flags():
+    model, flags = cpu.parse_cpuinfo(CPUINFO)
+    assert model == "AMD EPYC"
+    assert {"avx2", "avx512f", "avx512_bf16"} <= flags
+    assert "amx_bf16" not in flags
+
+
+def test_cpu_bf16_units_and_description():
+    model, flags = cpu.parse_cpuinfo(CPUINFO)
+    epyc = cpu.Cpu(model, 2, flags, onednn=True)
+    assert epyc.has_bf16_units
+    assert epyc.describe() == (
+        "AMD EPYC, 2 logical CPUs: AVX2 yes, AVX-512 yes, AVX512-BF16 yes, AMX no; oneDNN on"
+    )
+    avx2_only = cpu.Cpu("x", 2, frozenset({"avx2", "fma"}))
+    assert not avx2_only.has_bf16_units
+    assert avx2_only.describe().endswith("oneDNN unknown")
+    assert cpu.Cpu("x", 8, frozenset({"amx_bf16", "amx_tile"})).has_bf16_units
+
+
+def test_this_cpu_without_cpuinfo(tmp_path):
+    found = cpu.this_cpu(cpuinfo=tmp_path / "missing")
+    assert found.flags == frozenset() and found.model
+
+
+def test_target_verdicts():
+    speed = report.Target("ours / fit", "k", 1.5)
+    assert speed.judge(1.5, has_bf16_units=False) is True
+    assert speed.judge(1.49, has_bf16_units=False) is False
+    assert speed.judge(None, has_bf16_units=True) is None
+    memory = report.Target("RSS", "k", 1.0, at_most=True)
+    assert memory.judge(0.9, False) is True and memory.judge(1.1, False) is False
+    bf16 = report.Target("bf16", "k", 1.8, bf16=True)
+    assert bf16.judge(3.0, has_bf16_units=False) is None  # emulated: not judged
+    assert bf16.judge(1.2, has_bf16_units=True) is False
+
+
+def _summary(ours_over_fit: float, bf16_over_ours: float) -> dict:
+    """A conv summary as `report.summarize` shapes it, with only what `judge` reads."""
+    ratio = lambda value: dict(median=value, per_round=[value], cpu_median=value)  # noqa: E731
+    arm = lambda rate: dict(median_rate=rate, rates=[rate], median_setup_seconds=0.1)  # noqa: E731
+    return dict(
+        ratios={"ours_over_fit": ratio(ours_over_fit), "bf16_over_ours": ratio(bf16_over_ours)},
+        arms={"ours": arm(1000.0), "fit": arm(1000.0 / ours_over_fit), "matmul": arm(100e9)},
+        flop_per_image=27.1e6,
+        launch_rss_gb=0.9,
+    )
+
+
+def test_judge_gives_the_measured_reason_of_a_miss():
+    verdicts = {v["target"]: v for v in report.judge("conv_denoise", _summary(1.0, 2.0), True)}
+    miss = verdicts["ours / fit, float32 >= 1.5"]
+    assert miss["met"] is False
+    # ours and fit both at 27.1 GFLOP/s against a 100 GFLOP/s matmul: 3.69x is the ceiling.
+    assert "27.1 GFLOP/s" in miss["reason"] and "3.69x fit (within reach)" in miss["reason"]
+    assert verdicts["ours mixed_bfloat16 / ours float32 >= 1.8"]["met"] is True
+    assert verdicts["peak RSS of a launch.py run, GB <= 1"]["met"] is True
+    assert verdicts["whole epoch / steady state >= 95%"]["met"] is None  # not measured
+
+
+def test_judge_leaves_bf16_unjudged_where_it_is_emulated():
+    verdicts = {v["target"]: v for v in report.judge("conv_denoise", _summary(2.0, 0.1), False)}
+    bf16 = verdicts["ours mixed_bfloat16 / ours float32 >= 1.8"]
+    assert bf16["met"] is None and "emulated" in bf16["reason"]
+    assert verdicts["ours / fit, float32 >= 1.5"]["met"] is True
+
+
+def test_an_arm_that_measured_slow_is_dropped_after_round_one():
+    rates = {"ours": 100.0, "fast": 60.0, "slow": 20.0, "fit": 50.0, "fit_bf16": 10.0}
+    arms = {name: (lambda rate=rate: Timing(rate, 1.0)) for name, rate in rates.items()}
+    against = {"fast": "ours", "slow": "ours", "fit_bf16": "fit"}
+    results = clock.run_rounds(arms, rounds=3, slow_against=against)
+    assert len(results["slow"]) == 1 and len(results["fit_bf16"]) == 1
+    assert len(results["fast"]) == 3 and len(results["ours"]) == 3
+
+
+ONEDNN_LOG = """\
+onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support
+onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core_bf16,forward_training,\
+src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:Adcb16a::f0 dst:bf16::blocked:acdb::f0,\
+attr-scratchpad:user,alg:convolution_direct,\
+mb128_ic1oc32_ih28oh28kh3sh1dh0ph1_iw28ow28kw3sw1dw0pw1,1.5
+onednn_verbose,v1,primitive,exec,cpu,convolution,jit:avx512_core,backward_weights,\
+src:f32::blocked:acdb::f0 wei:f32:a:blocked:ABcd16b16a::f0 dst:f32::blocked:acdb::f0,,\
+alg:convolution_direct,mb128_ic32oc1_ih28oh28kh3sh1dh0ph1_iw28ow28kw3sw1dw0pw1,3.0
+onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:cdba::f0,,,\
+3x3x1x32,0.6
+"""
+
+
+def test_onednn_log_names_each_convolutions_kernel_and_dtype():
+    rows, other = primitives.parse_verbose(ONEDNN_LOG, steps=3)
+    first, last = rows
+    assert (first.layer, first.kernel, first.dtype) == (
+        "1->32 at 28x28",
+        "brg_conv_fwd:avx512_core_bf16",
+        "bfloat16",
+    )
+    assert first.ms == pytest.approx(0.5)
+    assert first.flop == pytest.approx(2 * 128 * 32 * 28 * 28 * 9 / 3)
+    assert (last.direction, last.dtype) == ("backward_weights", "float32")
+    assert other == {"reorder": pytest.approx(0.2)}
+
+
+def test_output_path_refuses_an_existing_file(tmp_path):
+    existing = tmp_path / "report.json"
+    existing.write_text("{}")
+    with pytest.raises(SystemExit, match="exists"):
+        clock.output_path(str(existing), "throughput")
+    assert existing.read_text() == "{}"
+    assert clock.output_path(None, "throughput").parent.parts[-2:] == ("runs", "benchmarks")
