@@ -2,8 +2,8 @@
 
 `--strategy=mirrored` (the default) is MirroredStrategy over every local GPU, else over the
 logical CPU devices. `--strategy=multi_worker` is TensorFlow's MultiWorkerMirroredStrategy over
-the machines that the standard `TF_CONFIG` variable lists (or, without it, a Slurm job's
-allocation): every worker runs the same program, the chief (task `chief`, or `worker` 0 when
+the machines that the standard `TF_CONFIG` variable lists (or, without it, the tasks of the
+Slurm job step it runs in: see `slurm_cluster_resolver`): every worker runs the same program, the chief (task `chief`, or `worker` 0 when
 there is no chief) writes the results, and the others write to a temporary directory.
 
 On a CPU-only machine `configure_cpu_devices(n)` splits the CPU into n logical devices so that
@@ -70,11 +70,91 @@ def cluster_resolver(name: str) -> tf.distribute.cluster_resolver.ClusterResolve
             raise UsageError("TF_CONFIG lists no workers")
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if "SLURM_JOB_ID" in os.environ:
-        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+        return slurm_cluster_resolver()
     raise UsageError(
         "--strategy=multi_worker needs TF_CONFIG (or a Slurm job) to say which machines take"
         " part; see README.md, 'Several machines'"
     )
+
+
+def slurm_cluster_resolver() -> tf.distribute.cluster_resolver.SlurmClusterResolver:
+    """TensorFlow's SlurmClusterResolver for this job step, with its task already resolved.
+
+    Three things of TensorFlow's resolver are set here rather than left to it:
+    - GPUs: it counts the node's GPUs with `nvidia-smi`, which a CPU-only node lacks, and with
+      none it cannot lay out the tasks at all (it steps through the GPUs by a step of 0). It
+      also overwrites `CUDA_VISIBLE_DEVICES` with numbers of its own, which are wrong where
+      Slurm gave the task GPUs 2 and 3. Here each task keeps the GPUs it sees, those Slurm
+      made visible to it (`--gpus-per-node`, `--gpus-per-task`), possibly none.
+    - Ports: it puts every job's tasks on ports 8888, 8889, ..., so two jobs sharing a node
+      collide. Here the ports are those Slurm reserved for the step (`SLURM_STEP_RESV_PORTS`,
+      when slurm.conf has `MpiParams=ports=...`), else a block of ports chosen by job ID.
+    - Task: its task type and index stay None until its cluster spec is first asked for, so
+      `is_chief` would take every task for the chief; here the spec is resolved at once.
+
+    Raises:
+        UsageError: the process is in a Slurm job but not in a job step (not started by srun).
+    """
+    missing = [name for name in SLURM_STEP_VARIABLES if name not in os.environ]
+    if missing:
+        raise UsageError(
+            f"--strategy=multi_worker in Slurm job {os.environ['SLURM_JOB_ID']} needs a job step"
+            f" (no {', '.join(missing)}): start every worker with srun, e.g. `srun python"
+            " launch.py --strategy=multi_worker ...`"
+        )
+    # Slurm's compressed list of tasks per node: "2(x3),1" is 2, 2, 2, 1.
+    counts = os.environ["SLURM_STEP_TASKS_PER_NODE"].split(",")
+    tasks_per_node = max(int(count.split("(")[0]) for count in counts)
+    # Physical devices, which honour Slurm's CUDA_VISIBLE_DEVICES and do not start the runtime.
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    resolver = _SlurmClusterResolver(
+        gpus_per_task=gpus, tasks_per_node=tasks_per_node, port_base=_slurm_port_base()
+    )
+    resolver.cluster_spec()  # sets task_type and task_id
+    return resolver
+
+
+# What SlurmClusterResolver reads; srun sets them for every task of a job step.
+SLURM_STEP_VARIABLES = (
+    "SLURM_PROCID",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_STEP_NODELIST",
+    "SLURM_STEP_TASKS_PER_NODE",
+)
+# Without reserved ports, job J's tasks on a node take ports FIRST + (J mod JOBS) * BLOCK + i.
+SLURM_PORTS_FIRST, SLURM_PORTS_JOBS, SLURM_PORTS_BLOCK = 20000, 1000, 16
+
+
+def _slurm_port_base() -> int:
+    """The first port of this job step's tasks on each node (the same on every task)."""
+    reserved = os.environ.get("SLURM_STEP_RESV_PORTS", "")
+    if reserved:  # "12000-12003" or "12000"
+        return int(reserved.split(",")[0].split("-")[0])
+    job = int(os.environ["SLURM_JOB_ID"])
+    return SLURM_PORTS_FIRST + (job % SLURM_PORTS_JOBS) * SLURM_PORTS_BLOCK
+
+
+class _SlurmClusterResolver(tf.distribute.cluster_resolver.SlurmClusterResolver):
+    """TensorFlow's resolver for tasks that keep the GPUs Slurm gave them (possibly none).
+
+    The base class lays tasks out on a node by stepping through its GPUs, so it is given one
+    slot per task even without GPUs; `num_accelerators` then reports the real count, which is
+    what MultiWorkerMirroredStrategy uses to pick each worker's devices (one CPU when 0).
+    """
+
+    def __init__(self, gpus_per_task: int, tasks_per_node: int, port_base: int):
+        slots = max(gpus_per_task, 1)
+        super().__init__(
+            port_base=port_base,
+            gpus_per_node=slots * tasks_per_node,
+            gpus_per_task=slots,
+            auto_set_gpu=False,
+        )
+        self._visible_gpus = gpus_per_task
+
+    def num_accelerators(self, task_type=None, task_id=None, config_proto=None):
+        del task_type, task_id, config_proto  # every task has the same devices
+        return {"GPU": self._visible_gpus} if self._visible_gpus else {}
 
 
 def is_chief(resolver: tf.distribute.cluster_resolver.ClusterResolver | None) -> bool:
