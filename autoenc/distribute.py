@@ -3,8 +3,9 @@
 `--strategy=mirrored` (the default) is MirroredStrategy over every local GPU, else over the
 logical CPU devices. `--strategy=multi_worker` is TensorFlow's MultiWorkerMirroredStrategy over
 the machines that the standard `TF_CONFIG` variable lists (or, without it, the tasks of the
-Slurm job step it runs in: see `slurm_cluster_resolver`): every worker runs the same program, the chief (task `chief`, or `worker` 0 when
-there is no chief) writes the results, and the others write to a temporary directory.
+Slurm job step it runs in: see `slurm_cluster_resolver`): every worker runs the same program,
+the chief (task `chief`, or `worker` 0 when there is no chief) writes the results, and the
+others write to a temporary directory.
 
 On a CPU-only machine `configure_cpu_devices(n)` splits the CPU into n logical devices so that
 MirroredStrategy has n replicas; this is how the tests (and a curious user) exercise the
