@@ -129,7 +129,8 @@ def run(
 
     Returns:
         {"learned": the `learned.Denoiser`s, "methods": the classical methods,
-         "training": {label: training point} of the study's own denoisers,
+         "training": {label: epochs and epoch_seconds from its history.csv, and for the
+         study's own denoisers their training point},
          "test_images": N scored, "rows": one per level: {"level", "noisy input": point,
          "learned": {label: point}, "classical": {method: point with the tuned `value` of its
          parameter and the grid's PSNRs}}}.
@@ -141,27 +142,38 @@ def run(
         cache = study_points.PointCache(root / "points.json")
         if data is None:
             data = data_lib.load_fashion_mnist(None)
-        training = {}
-        for denoiser in contenders:
-            if denoiser.trained_here:
-                log(f"--- training {denoiser.title()} for {denoiser.config.epochs} epochs ---")
-                training[denoiser.label] = study_points.cached_point(
-                    cache,
-                    f"training/{study_points.config_key(denoiser.label, denoiser.config)}",
-                    functools.partial(learned.train, denoiser, data, make_strategy),
-                    log,
-                )
-        count = test_images or len(data.x_test)
+        training = _train(contenders, cache, data, make_strategy, log)
+        count = min(test_images or len(data.x_test), len(data.x_test))
         scorer = _Scorer(cache, contenders, methods, count, log)
         tuning = data.x_train[-tuning_images:]
         rows = [scorer.row(level, data.x_test[:count], tuning) for level in levels]
-    for denoiser in contenders:  # from history.csv: a run resumed several times counts whole
-        history = plots.read_history(denoiser.workdir / "history.csv")
-        training.setdefault(denoiser.label, {"epochs": len(history)})
-        training[denoiser.label]["epoch_seconds"] = sum(epoch["seconds"] for epoch in history)
     return dict(
         learned=contenders, methods=list(methods), training=training, test_images=count, rows=rows
     )
+
+
+def _train(contenders, cache, data, make_strategy, log) -> dict:
+    """Trains the study's own denoisers (or reads their cached training points), and adds every
+    denoiser's training time from its history.csv.
+
+    Returns:
+        {label: {"epochs", "epoch_seconds", and for the study's own, the test metrics}}.
+    """
+    training = {}
+    for denoiser in contenders:
+        if denoiser.trained_here:
+            log(f"--- training {denoiser.title()} for {denoiser.config.epochs} epochs ---")
+            training[denoiser.label] = study_points.cached_point(
+                cache,
+                f"training/{study_points.config_key(denoiser.label, denoiser.config)}",
+                functools.partial(learned.train, denoiser, data, make_strategy),
+                log,
+            )
+        # Summed from history.csv, so a run resumed over several invocations counts whole.
+        history = plots.read_history(denoiser.workdir / "history.csv")
+        training.setdefault(denoiser.label, {"epochs": len(history)})
+        training[denoiser.label]["epoch_seconds"] = sum(epoch["seconds"] for epoch in history)
+    return training
 
 
 def _check_arguments(levels, methods, epochs, test_images, tuning_images) -> None:
