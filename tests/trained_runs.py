@@ -5,9 +5,12 @@ images, one replica so it is quick); the tests only read them, or copy them befo
 anything.
 """
 
+import shutil
+
+import tensorflow as tf
 from conftest import mirrored
 
-from autoenc import train
+from autoenc import checkpoints, train
 from configs import conv_denoise, dense_compress
 
 _runs: dict[str, tuple] = {}
@@ -38,3 +41,23 @@ def trained_run(kind: str, data, tmp_path_factory) -> tuple:
         metrics = train.train_and_evaluate(config, workdir, data=data, strategy=mirrored(1))
         _runs[kind] = (config, workdir, metrics)
     return _runs[kind]
+
+
+def copy_run(kind: str, data, tmp_path_factory, destination) -> tuple:
+    """(config, workdir) of a copy of the session's tiny `kind` run, for a test to change."""
+    config, workdir, _ = trained_run(kind, data, tmp_path_factory)
+    shutil.copytree(workdir, destination)
+    return config, destination
+
+
+def poison_latest_checkpoint(config, workdir) -> None:
+    """Sets every weight in a workdir's latest checkpoint to NaN, as a run that diverged
+    between two checkpoints would leave them; the best checkpoint is not touched. Resuming
+    the run then meets a non-finite loss at its first step."""
+    nets, optimizer = train.build_model_and_optimizer(config, tf.distribute.get_strategy())
+    state = checkpoints.RunState()
+    run = checkpoints.RunCheckpoints(workdir, nets.autoencoder, optimizer, state)
+    assert run.restore_latest()
+    for weight in nets.autoencoder.trainable_variables:
+        weight.assign(tf.fill(weight.shape, float("nan")))
+    run.save_latest(state.load_host())
