@@ -10,7 +10,6 @@ scored anew.
 """
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Callable
 
@@ -23,7 +22,7 @@ from autoenc import checkpoints, models
 from autoenc import config as config_lib
 from autoenc import train as train_lib
 from autoenc import workdir as workdir_lib
-from autoenc.errors import UsageError, UserError
+from autoenc.errors import UsageError
 from autoenc.studies import points as study_points
 
 PREDICT_BATCH = 1000  # images per model call: bounds the activations' memory
@@ -80,14 +79,9 @@ def from_workdir(path) -> Denoiser:
         UserError: the directory holds no run, or no best checkpoint yet.
     """
     workdir = pathlib.Path(path)
-    saved = workdir / "config.json"
-    if not saved.is_file():
+    if not (workdir / "config.json").is_file():
         raise UsageError(f"--workdirs: {path} holds no run (no config.json)")
-    try:
-        config = config_dict.ConfigDict(json.loads(saved.read_text()))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {saved}: {e}") from None
-    config.lock()
+    config = config_lib.load_run_config(workdir)
     checkpoints.best_checkpoint_path(workdir)  # fail now rather than after hours of scoring
     return Denoiser(str(path), config, workdir, trained_here=False)
 
