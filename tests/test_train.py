@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import mirrored
 from tensorboard.backend.event_processing import event_accumulator
+from trained_runs import poison_latest_checkpoint
 
-from autoenc import train
+from autoenc import checkpoints, train
 from autoenc import workdir as workdir_lib
 from autoenc.errors import NonFiniteLossError, UsageError, UserError
 from configs import conv_denoise, dense_compress
@@ -145,10 +146,19 @@ def test_early_stopping_ends_the_run(tmp_path, tiny_data):
 
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_best(tmp_path, tiny_data):
-    good = dense_config(epochs=1)
-    train.train_and_evaluate(good, tmp_path, data=tiny_data)
-    best_files = {p.name: p.read_bytes() for p in (tmp_path / "best").iterdir()}
     bad = dense_config(epochs=1, optimizer="adam", learning_rate=1e38)
     with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step \d+"):
         train.train_and_evaluate(bad, tmp_path / "bad", data=tiny_data)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "best").iterdir()} == best_files
+
+    # A run that diverges after its best epoch, in that run's own workdir.
+    config = dense_config(epochs=1)
+    train.train_and_evaluate(config, tmp_path / "run", data=tiny_data)
+    poison_latest_checkpoint(config, tmp_path / "run")
+    best_dir = tmp_path / "run" / "best"
+    best_files = {p.name: p.read_bytes() for p in best_dir.iterdir()}
+    assert any(name.endswith(".index") for name in best_files)  # there is a best to lose
+    with pytest.raises(NonFiniteLossError, match=rf"at epoch 2, step 9;.* {best_dir} is intact"):
+        train.train_and_evaluate(dense_config(epochs=2), tmp_path / "run", data=tiny_data)
+    assert {p.name: p.read_bytes() for p in best_dir.iterdir()} == best_files
+    restored = checkpoints.load_best_model(config, tmp_path / "run").autoencoder
+    assert all(np.isfinite(weight).all() for weight in restored.get_weights())
