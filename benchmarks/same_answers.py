@@ -1,50 +1,35 @@
-"""Do the speed switches keep the same answers? val_loss of each variant against the defaults.
+"""Do the speed switches keep the same answers? val_loss of each switch against the defaults.
 
-Command (from the repository root; a few minutes on 2 cores):
+    python -m benchmarks.same_answers [--config=dense_compress|conv_denoise|all] [--epochs=N]
+                                      [--train-examples=N] [--test-examples=N] [--out=FILE]
 
-    python benchmarks/same_answers.py [--config=dense_compress|conv_denoise|all] [--epochs=N]
-                                      [--train-examples=N] [--test-examples=N] [--out=FILE.json]
+For each config, trains the default config, then each speed switch of `benchmarks.switches`
+(mixed_bfloat16 among them), through `autoenc.train.train_and_evaluate`, the code launch.py
+runs, each in a fresh temporary workdir: `--epochs` epochs (default 2) on the first
+`--train-examples` real training images, validated on the first `--test-examples` test
+images, with the config's own recipe and early stopping off, so every run trains the same
+epochs. Every switch starts from the default's initial weights (checked before training).
 
-For each config, trains the default config and then each speed switch of
-`benchmarks/throughput.py` (`VARIANTS`: xla flipped, steps_per_loop=100, both, mixed_bfloat16,
-deterministic=false) through `autoenc.train.train_and_evaluate`, the code `launch.py` runs, each
-in a fresh temporary workdir: `--epochs` epochs (default 2) on the first `--train-examples`
-(default 6,000) real Fashion-MNIST training images, validated on the first `--test-examples`
-(default 2,000; mixed_bfloat16 conv evaluates slowly on this CPU) test images, with the
-config's own recipe (adadelta at 1.0, the config's batch and noise; early stopping off, so
-every run trains the same epochs). Every variant starts from the default's
-initial weights (checked: the same seed builds bit-identical weights for each variant before
-training). Op determinism is set by each run as its config says, as `launch.py` sets it.
+Float noise is measured, not assumed: the row `one_ulp` trains the default from initial
+weights nudged up by one float32 ulp each, a change as small as rounding. The conv model's
+first epoch amplifies such changes a lot, so any change of kernels or fusion moves it as much.
 
-Float noise is measured, not assumed: the row `one_ulp` trains the default from initial weights
-nudged up by one float32 ulp each, a change as small as rounding. The conv model's first epoch
-amplifies such changes a lot (a one-ulp nudge moved its epoch-1 val_loss by 12% here), so any
-change of kernels or fusion moves it as much; by the later epochs the curves come back together.
-
-It prints each epoch's val_loss and its relative difference from the default's, against a
-bound per epoch: the larger of the precision's tolerance (1e-4 for the float32 switches, the
-same arithmetic fused or grouped otherwise; 2% for mixed_bfloat16, 8-bit mantissa in
-activations and gradients, as tests/test_precision.py) and twice the `one_ulp` row's deviation
-at that epoch, next to the default's own gain from epoch 1 to the last, so the bound can be
-judged. Exits 1 if any variant is outside its bound. `TF_ENABLE_ONEDNN_OPTS=0 python
-benchmarks/same_answers.py --out=...` runs everything with Eigen's kernels instead of oneDNN's
-(launch.py's default), for comparing the default rows of the two runs.
+Each epoch's val_loss is judged against a bound: the larger of the precision's tolerance (1e-4
+for float32 switches; 2% for 16-bit ones, whose activations and gradients keep 8 or 11 mantissa
+bits) and twice the `one_ulp` row's deviation at that epoch. Exits 1 if a switch is outside.
+The JSON goes to --out, or to a new file under runs/benchmarks/.
 """
 
 import argparse
 import contextlib
 import copy
 import csv
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(1, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from autoenc.command_line import configure_process  # noqa: E402
 
@@ -52,11 +37,13 @@ configure_process()  # the process settings launch.py runs with (oneDNN on, one 
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from throughput import CONFIGS, VARIANTS  # noqa: E402
 
 from autoenc import config as config_lib  # noqa: E402
 from autoenc import data as data_lib  # noqa: E402
 from autoenc import models, train  # noqa: E402
+from benchmarks import cpu as cpu_lib  # noqa: E402
+from benchmarks.clock import log, output_path, write_json  # noqa: E402
+from benchmarks.switches import CONFIGS, VARIANTS  # noqa: E402
 
 FLOAT32_TOLERANCE = 1e-4
 TOLERANCES = {"float32": FLOAT32_TOLERANCE, "mixed_bfloat16": 0.02, "mixed_float16": 0.02}
@@ -64,10 +51,6 @@ TOLERANCES = {"float32": FLOAT32_TOLERANCE, "mixed_bfloat16": 0.02, "mixed_float
 # weight by one float32 ulp causes at the same epoch (the row `one_ulp`).
 NOISE_MULTIPLE = 2.0
 NUDGED = "one_ulp"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def short_config(name: str, overrides: dict, epochs: int, train_examples: int):
@@ -200,38 +183,33 @@ def format_config(name: str, result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.same_answers", description=__doc__.split("\n", 1)[0]
+    )
     parser.add_argument("--config", default="all", choices=[*CONFIGS, "all"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-examples", type=int, default=6000)
     parser.add_argument("--test-examples", type=int, default=2000, help="validation images")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "same_answers.json"))
+    parser.add_argument("--out", help="the JSON report (default: a new file in runs/benchmarks/)")
     args = parser.parse_args(argv)
-    command = " ".join(["python", "benchmarks/same_answers.py", *sys.argv[1:]])
+    if min(args.epochs, args.train_examples, args.test_examples) < 1:
+        parser.error("--epochs, --train-examples and --test-examples must be at least 1")
+    out = output_path(args.out, "same_answers")
+    command = " ".join(["python -m benchmarks.same_answers", *sys.argv[1:]])
     started = time.perf_counter()
-    load_at_start = list(os.getloadavg())
     data = data_lib.load_fashion_mnist(None)
     data = data._replace(
         x_test=data.x_test[: args.test_examples], y_test=data.y_test[: args.test_examples]
     )
     names = CONFIGS if args.config == "all" else (args.config,)
     results = {name: check_config(name, data, args.epochs, args.train_examples) for name in names}
-    report = dict(
-        command=command,
-        load_average_at_start=load_at_start,
-        load_average_at_end=list(os.getloadavg()),
-        wall_seconds=time.perf_counter() - started,
-        configs=results,
-    )
-    print(command)
+    cpu = cpu_lib.this_cpu(onednn=cpu_lib.onednn_enabled())
+    print(f"{command}\nCPU: {cpu.describe()}")
     for name, result in results.items():
         print(format_config(name, result) + "\n")
-    load = "/".join(f"{v:.2f}" for v in load_at_start)
-    print(
-        f"wall time {report['wall_seconds'] / 60:.1f} min; load average at start {load};"
-        f" JSON: {args.out}"
-    )
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    wall = time.perf_counter() - started
+    print(f"wall time {wall / 60:.1f} min; JSON: {out}")
+    write_json(out, dict(command=command, cpu=cpu.to_json(), wall_seconds=wall, configs=results))
     return 0 if all(run["same"] for r in results.values() for run in r["runs"].values()) else 1
 
 

@@ -1,47 +1,32 @@
-"""Where a training step's time goes on this machine: the figures behind README's "Why the rest
-is out of reach here".
+"""Where a training step's time goes on this CPU: the figures behind docs/speed.md's "why".
 
-Command (from the repository root; about 1 minute on 2 cores):
+    python -m benchmarks.where_time_goes [--rounds=N] [--precisions=float32,mixed_bfloat16]
+                                         [--only=layers,dense,tf.data,primitives]
 
-    python benchmarks/where_time_goes.py [--rounds=N]
+Four probes, the first three with their arms interleaved round by round (A B C, then C B A),
+medians:
 
-Four probes; the first three with their arms interleaved round by round (A B C, then C B A,
-...), medians:
-
-  layers    each layer of the conv denoiser alone at batch 128, forward and forward+backward
-            (gradients for its weights and, except the first layer, its input), with the
-            layer's share of the model's multiply-adds.
-  dense     the dense model's default train steps (XLA: all the steps of a call as one
-            program, on one block of the call's batches) fed by the real pipeline, against the
-            same steps as one XLA program per step launched from TensorFlow's loop on batch
-            after batch (how the library ran them before), and against the default steps fed
-            one block over and over (no batch building competing for the cores).
-  tf.data   the cost per dataset element of a bare `from_tensor_slices` of a (steps, 256) index
-            matrix, drained in a traced loop as the train loop drains batches, against the
-            dense pipeline's real batches (a gather of 256 uint8 images) and its blocks of 20
-            batches (one gather of 5,120 images), per element and per batch.
-  primitives
-            one conv training step (the library's steps, batch 128) in a child process with
-            ONEDNN_VERBOSE=1: oneDNN's own time for each convolution primitive (forward,
-            backward-data, backward-weights) and its GFLOP/s against a 2048x2048 float32 matmul
-            timed in this process by the throughput benchmark's own matmul arm (best of 3).
+  layers      each layer of the conv denoiser alone at batch 128, forward and forward+backward
+              (gradients for its weights and, except the first layer, its input), in each of
+              `--precisions` (the same rounds), with the layer's share of the multiply-adds.
+  dense       the dense model's default train steps fed by the real pipeline, against the same
+              steps fed one element over and over (no batch building competing for the cores).
+  tf.data     the cost per dataset element of a bare `from_tensor_slices`, of the dense
+              pipeline's batches and of its blocks of 20 batches, drained in a traced loop.
+  primitives  one conv train step per precision in a child process with ONEDNN_VERBOSE=1:
+              which oneDNN kernel ran each convolution pass (e.g. `avx512_core_bf16`, or a
+              reference fallback), its time and GFLOP/s against the matmul of that dtype.
 
 It runs with launch.py's process settings (oneDNN on, one malloc arena), as the other benchmarks.
 """
 
 import argparse
-import collections
-import itertools
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from autoenc.command_line import configure_process  # noqa: E402
 
@@ -49,16 +34,20 @@ configure_process()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import throughput  # noqa: E402  (benchmarks/, the script's own directory)
 
 from autoenc import config as config_lib  # noqa: E402
 from autoenc import data as data_lib  # noqa: E402
 from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
+from benchmarks import cpu as cpu_lib  # noqa: E402
+from benchmarks.arms import matmul_arm  # noqa: E402
+from benchmarks.primitives import PRIMITIVES_START, parse_verbose  # noqa: E402
+
+PROBES = ("layers", "dense", "tf.data", "primitives")
 
 
-def interleaved(arms: dict, rounds: int) -> dict[str, float]:
-    """Median of the seconds each arm's `run()` returns (its timed part), arms alternating order
-    every round, after one warm-up call each."""
+def interleaved(arms: dict, rounds: int) -> dict:
+    """Median of the seconds each arm's `run()` returns, arms alternating order every round,
+    after one warm-up call each."""
     for run in arms.values():
         run()
     seconds = {name: [] for name in arms}
@@ -69,22 +58,26 @@ def interleaved(arms: dict, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def conv_layers(rounds: int, batch: int = 128, repeats: int = 10) -> None:
-    """Forward and forward+backward time of each conv-denoiser layer alone."""
-    model = models.conv_denoiser().autoencoder
-    arms, macs = {}, {}
+def _layer_arms(precision: str, batch: int, repeats: int) -> tuple[dict, dict, list]:
+    """{(precision, layer, kind): run} for one precision's model, its MACs per layer, names."""
+    model = models.conv_denoiser(precision).autoencoder
+    arms, macs, names = {}, {}, []
     x = tf.random.stateless_uniform([batch, *models.IMAGE_SHAPE], seed=[0, 0])
     for index, layer in enumerate(model.layers[1:]):
-        layer_input = tf.random.stateless_uniform([batch, *x.shape[1:]], seed=[0, index + 1])
-        first = index == 0
+        # The layer's input as the model hands it over (bfloat16 after a bfloat16 layer).
+        layer_input = tf.cast(
+            tf.random.stateless_uniform([batch, *x.shape[1:]], seed=[0, index + 1]), x.dtype
+        )
 
+        # The sum of the first example's output stands in for the loss: a whole-batch sum
+        # (and, in bfloat16, a cast) would add an op of its own the size of the output.
         def forward(inputs, layer=layer):
-            return tf.reduce_sum(layer(inputs))
+            return tf.reduce_sum(tf.cast(layer(inputs)[:1], tf.float32))
 
-        def forward_backward(inputs, layer=layer, first=first):
+        def forward_backward(inputs, layer=layer, first=index == 0):
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
-                total = tf.reduce_sum(layer(inputs))
+                total = tf.reduce_sum(tf.cast(layer(inputs)[:1], tf.float32))
             sources = list(layer.trainable_variables) + ([] if first else [inputs])
             return tape.gradient(total, sources) if sources else total
 
@@ -96,95 +89,83 @@ def conv_layers(rounds: int, batch: int = 128, repeats: int = 10) -> None:
                 for _ in range(repeats):
                     out = traced(layer_input)
                 tf.nest.map_structure(lambda t: t.numpy(), out)
-                return time.perf_counter() - started
+                return (time.perf_counter() - started) / repeats
 
-            arms[(layer.name, kind)] = run
+            arms[(precision, layer.name, kind)] = run
         x = layer(x)
+        names.append(layer.name)
         if isinstance(layer, keras.layers.Conv2D):
             rows, cols, channels_in, channels_out = layer.kernel.shape
-            height, width = x.shape[1:3]
-            macs[layer.name] = height * width * rows * cols * channels_in * channels_out
+            macs[layer.name] = x.shape[1] * x.shape[2] * rows * cols * channels_in * channels_out
+    return arms, macs, names
+
+
+def conv_layers(rounds: int, precisions: list[str], batch: int = 128, repeats: int = 10) -> None:
+    """Forward and forward+backward time of each conv-denoiser layer alone, per precision."""
+    arms = {}
+    for precision in precisions:
+        precision_arms, macs, names = _layer_arms(precision, batch, repeats)
+        arms.update(precision_arms)
     medians = interleaved(arms, rounds)
     total_macs = sum(macs.values())
-    step = sum(s for (_, kind), s in medians.items() if kind == "fwd+bwd") / repeats
-    print(f"conv denoiser layer by layer, batch {batch} (ms per call; share of the sum)")
-    print(f"  {'layer':<12}{'fwd':>8}{'fwd+bwd':>10}{'time':>8}{'MACs':>8}")
-    for layer in model.layers[1:]:
-        forward = medians[(layer.name, "fwd")] / repeats
-        both = medians[(layer.name, "fwd+bwd")] / repeats
-        share = macs.get(layer.name, 0) / total_macs
-        times = f"{forward * 1e3:8.2f}{both * 1e3:10.2f}"
-        print(f"  {layer.name:<12}{times}{both / step:8.1%}{share:8.1%}")
-    print(f"  sum of fwd+bwd {step * 1e3:.1f} ms = {batch / step:,.0f} images/s")
+    print(f"conv denoiser layer by layer, batch {batch}: ms per call, fwd / fwd+bwd")
+    print(f"  {'layer':<12}" + "".join(f"{p:>22}" for p in precisions) + f"{'MACs':>8}")
+    step = {p: sum(medians[(p, n, "fwd+bwd")] for n in names) for p in precisions}
+    for name in names:
+        cells = "".join(
+            f"{medians[(p, name, 'fwd')] * 1e3:10.2f} /{medians[(p, name, 'fwd+bwd')] * 1e3:9.2f}"
+            for p in precisions
+        )
+        print(f"  {name:<12}{cells}{macs.get(name, 0) / total_macs:8.1%}")
+    sums = ", ".join(f"{p} {step[p] * 1e3:.1f} ms = {batch / step[p]:,.0f}" for p in precisions)
+    print(f"  sum of fwd+bwd: {sums} images/s")
 
 
 def dense_steps(rounds: int, images: tf.Tensor, calls: int = 10) -> None:
-    """The dense model's default train steps fed by the pipeline (XLA: one program per call, on
-    one block of the call's batches), the same steps as one program per step launched from
-    TensorFlow's loop on batch after batch (the library before session 4), and the default
-    steps fed one block over and over."""
+    """The dense model's default train steps fed by the pipeline, against the same steps fed
+    one element over and over."""
     config = config_lib.load_config("dense_compress")
     train.set_op_determinism(config.deterministic)
     strategy = distribute.make_strategy()
     keras.utils.set_random_seed(config.seed)
     nets, optimizer = train.build_model_and_optimizer(config, strategy)
-    model, batch_size = nets.autoencoder, config.batch_size
-    train_steps = steps.make_train_steps(
-        strategy, model, optimizer, batch_size, jit_compile=config.xla
+    train_steps = steps.TrainSteps(
+        strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
     )
-    replica_step = tf.function(
-        steps.make_replica_step(model, optimizer, batch_size), jit_compile=config.xla
+    batches = pipeline.TrainBatches(
+        images, config.batch_size, config.seed, 0.0, models.input_shape(config)
     )
-    program_per_step = steps.make_step_loop(strategy, replica_step)
     per_call = config.steps_per_loop
-    takes_blocks = steps.trains_on_blocks(strategy, model, jit_compile=config.xla)
+    plan = [per_call] * (1 + calls)
+    one_element = next(train_steps.epoch_iterator(batches, 0, plan))
+    epochs = iter(range(1, 10**6))
 
-    def batches(epoch, blocks=takes_blocks):  # one epoch: a call to fill the buffer, `calls`
-        return pipeline.train_dataset(
-            images,
-            batch_size=batch_size,
-            epoch=epoch,
-            seed=config.seed,
-            noise_factor=0.0,
-            input_shape=models.input_shape(config),
-            block_sizes=[per_call] * (1 + calls) if blocks else None,
-        )
-
-    one_element = next(iter(batches(0)))
-    epochs = itertools.count()
-
-    def arm(make_dataset, step_calls=train_steps):
+    def arm(make_iterator):
         def run():  # the clock starts after a first call has filled the prefetch buffer
-            iterator = iter(make_dataset())
-            step_calls(iterator, tf.constant(per_call)).numpy()
+            iterator = make_iterator()
+            train_steps(iterator, per_call).numpy()
             started = time.perf_counter()
             for _ in range(calls):
-                step_calls(iterator, tf.constant(per_call)).numpy()
+                train_steps(iterator, per_call).numpy()
             return time.perf_counter() - started
 
         return run
 
+    repeated = tf.data.Dataset.from_tensors(one_element).repeat()
     medians = interleaved(
         {
-            "pipeline": arm(lambda: batches(next(epochs))),
-            "program per step": arm(lambda: batches(next(epochs), blocks=False), program_per_step),
-            "one element repeated": arm(lambda: tf.data.Dataset.from_tensors(one_element).repeat()),
+            "pipeline": arm(lambda: train_steps.epoch_iterator(batches, next(epochs), plan)),
+            "one element repeated": arm(lambda: iter(repeated)),
         },
         rounds,
     )
-    images_per_run = calls * per_call * batch_size
-    print(f"dense train steps (xla={config.xla}), {calls * per_call} steps per measurement")
+    images_per_run = calls * per_call * config.batch_size
+    print(f"dense train steps (xla={config.xla}, blocks={train_steps.takes_blocks})")
     for name, seconds in medians.items():
         print(
-            f"  {name:<20}{images_per_run / seconds:10,.0f} images/s"
+            f"  {name:<22}{images_per_run / seconds:10,.0f} images/s"
             f"  {seconds / (calls * per_call) * 1e3:5.2f} ms/step"
         )
-    ratio = medians["program per step"] / medians["pipeline"]
-    print(
-        f"  default (one XLA program and one block per call) / one program per step: {ratio:.2f}x"
-    )
-    ratio = medians["pipeline"] / medians["one element repeated"]
-    print(f"  one element repeated / pipeline: {ratio:.2f}x")
 
 
 def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256, block: int = 20) -> None:
@@ -193,6 +174,7 @@ def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256, block: int =
     count = images.shape[0] // batch
     blocks = count // block
     indices = tf.reshape(tf.range(count * batch), [count, batch])
+    dense = pipeline.TrainBatches(images, batch, 0, 0.0, (784,))
 
     @tf.function
     def drain(iterator, num_elements):
@@ -212,17 +194,16 @@ def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256, block: int =
 
         return run
 
-    def dense(block_sizes=None):
-        return pipeline.train_dataset(
-            images, batch_size=batch, epoch=0, seed=0, noise_factor=0.0, input_shape=(784,),
-            block_sizes=block_sizes,
-        )  # fmt: skip
-
     # name: (dataset, warm-up elements, timed elements, batches per element)
     setups = {
         "bare elements": (lambda: tf.data.Dataset.from_tensor_slices(indices), 10, count - 10, 1),
-        "dense batches": (dense, 10, count - 10, 1),
-        f"dense blocks of {block}": (lambda: dense([block] * blocks), 1, blocks - 1, block),
+        "dense batches": (lambda: dense.dataset(0), 10, count - 10, 1),
+        f"dense blocks of {block}": (
+            lambda: dense.dataset(0, block_sizes=[block] * blocks),
+            1,
+            blocks - 1,
+            block,
+        ),
     }
     medians = interleaved(
         {name: arm(make, warm, timed) for name, (make, warm, timed, _) in setups.items()}, rounds
@@ -231,95 +212,67 @@ def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256, block: int =
     for name, seconds in medians.items():
         _, _, timed, per_element = setups[name]
         microseconds = seconds / timed * 1e6
-        print(f"  {name:<20}{microseconds:8.0f}{microseconds / per_element:8.0f}")
+        print(f"  {name:<22}{microseconds:8.0f}{microseconds / per_element:8.0f}")
 
 
-CHILD_FLAG = "--primitives-child"
-CONV_SHAPE = re.compile(r"mb(\d+)_ic(\d+)oc(\d+)_ih\d+oh(\d+)kh(\d+)\D.*_iw\d+ow(\d+)kw(\d+)")
-PRIMITIVES_START = "timed steps start"
-
-
-def primitives_child(steps_timed: int = 3) -> None:
-    """Runs conv train steps; oneDNN prints each primitive's time (ONEDNN_VERBOSE=1)."""
-    config = config_lib.load_config("conv_denoise")
-    train.set_op_determinism(config.deterministic)
-    strategy = distribute.make_strategy()
-    nets, optimizer = train.build_model_and_optimizer(config, strategy)
-    train_steps = steps.make_train_steps(strategy, nets.autoencoder, optimizer, config.batch_size)
-    noisy = tf.random.stateless_uniform([config.batch_size, *models.IMAGE_SHAPE], seed=[0, 1])
-    clean = tf.cast(noisy * 255, tf.uint8)
-    iterator = iter(tf.data.Dataset.from_tensors((noisy, clean)).repeat())
-    train_steps(iterator, tf.constant(2)).numpy()  # primitives are created in the first calls
-    print(PRIMITIVES_START, flush=True)
-    train_steps(iterator, tf.constant(steps_timed)).numpy()
-    sys.stdout.flush()
-
-
-def conv_primitives(steps_timed: int = 3) -> None:
-    """oneDNN's time for each convolution primitive of a conv step, and its GFLOP/s."""
+def conv_primitives(precision: str) -> None:
+    """oneDNN's kernel, time and GFLOP/s for each convolution pass of one conv step."""
     child = subprocess.run(
-        [sys.executable, __file__, CHILD_FLAG],
+        [sys.executable, "-m", "benchmarks.primitives", precision],
         env={**os.environ, "ONEDNN_VERBOSE": "1"},
         capture_output=True,
         text=True,
         check=True,
     )
-    lines = child.stdout.split(PRIMITIVES_START, 1)[1].splitlines()
-    measure_matmul = throughput.matmul_arm()  # the throughput benchmark's yardstick
-    measure_matmul(0)  # tracing
-    matmul_gflops = measure_matmul(0).rate / 1e9
-    totals, flops = collections.defaultdict(float), collections.defaultdict(float)
-    other_ms = 0.0
-    for line in lines:
-        fields = line.split(",")
-        if fields[:4] != ["onednn_verbose", "v1", "primitive", "exec"]:
-            continue
-        kind, direction, shape, ms = fields[5], fields[7], fields[-2], float(fields[-1])
-        match = CONV_SHAPE.match(shape)
-        if kind != "convolution" or not match:
-            other_ms += ms / steps_timed
-            continue
-        batch, c_in, c_out, out_h, k_h, out_w, k_w = map(int, match.groups())
-        key = (f"{c_in}->{c_out} at {out_h}x{out_w}", direction)  # two layers share one
-        totals[key] += ms / steps_timed
-        flops[key] += 2 * batch * c_in * c_out * out_h * out_w * k_h * k_w / steps_timed
-    if not totals:  # e.g. TF_ENABLE_ONEDNN_OPTS=0 exported: Eigen's kernels, no oneDNN log
-        print("oneDNN primitives: none logged (are oneDNN's kernels off?)")
+    rows, other_ms = parse_verbose(child.stdout.split(PRIMITIVES_START, 1)[1])
+    if not rows:  # e.g. TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels, no oneDNN log
+        print(f"oneDNN primitives ({precision}): none logged (are oneDNN's kernels off?)")
         return
-    step_ms = sum(totals.values()) + other_ms
-    print(f"oneDNN primitives of one conv train step, batch 128 (ms, mean of {steps_timed} steps;")
-    print(f"  GFLOP/s and its share of a {matmul_gflops:.0f} GFLOP/s float32 matmul)")
-    print(f"  {'convolution':<18}{'pass':<20}{'ms':>7}{'GFLOP/s':>9}{'of matmul':>11}")
-    for (layer, direction), ms in totals.items():
-        gflops = flops[(layer, direction)] / ms / 1e6
-        share = gflops / matmul_gflops
-        print(f"  {layer:<18}{direction:<20}{ms:7.2f}{gflops:9.1f}{share:11.0%}")
-    print(f"  pooling, reorders, other oneDNN primitives: {other_ms:.2f} ms")
-    all_flops = sum(flops.values())
-    rate = all_flops / step_ms / 1e6
-    print(
-        f"  sum {step_ms:.1f} ms for {all_flops / 1e9:.2f} GFLOP: {rate:.1f} GFLOP/s,"
-        f" {rate / matmul_gflops:.0%} of the matmul (oneDNN's time only)"
-    )
+    dtypes = {row.dtype for row in rows}
+    peaks = {d: matmul_arm(getattr(tf, d)) for d in dtypes}
+    peaks = {d: (run(), run())[1].rate / 1e9 for d, run in peaks.items()}  # after tracing
+    print(f"oneDNN convolutions of one conv train step, {precision}, batch 128 (ms per step)")
+    header = f"{'convolution':<20}{'pass':<17}{'kernel':<34}{'ms':>7}{'GFLOP/s':>9}"
+    print(f"  {header}{'of matmul':>10}")
+    for row in rows:
+        gflops = row.flop / row.ms / 1e6
+        kernel = row.kernel.split("+")[0]  # backward-data's own part (it names two)
+        print(
+            f"  {row.layer:<20}{row.direction:<17}{kernel:<34}{row.ms:7.2f}{gflops:9.1f}"
+            f"{gflops / peaks[row.dtype]:10.0%}"
+        )
+    conv_ms = sum(row.ms for row in rows)
+    print(f"  convolutions {conv_ms:.1f} ms; reorders, pooling and other oneDNN work")
+    print("  " + ", ".join(f"{kind} {ms:.2f} ms" for kind, ms in other_ms.items()))
+    matmuls = ", ".join(f"{d} {rate:.0f}" for d, rate in sorted(peaks.items()))
+    print(f"  (2048x2048 matmul, GFLOP/s: {matmuls})")
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.where_time_goes", description=__doc__.split("\n", 1)[0]
+    )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(CHILD_FLAG, action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
+    parser.add_argument("--only", default=",".join(PROBES))
     args = parser.parse_args(argv)
-    if args.primitives_child:
-        primitives_child()
-        return
+    precisions, only = args.precisions.split(","), args.only.split(",")
+    for bad in [p for p in precisions if p not in config_lib.PRECISIONS] + [
+        o for o in only if o not in PROBES
+    ]:
+        parser.error(f"unknown precision or probe {bad!r}")
+    print(f"CPU: {cpu_lib.this_cpu(onednn=cpu_lib.onednn_enabled()).describe()}\n")
     tf.random.set_seed(0)  # op determinism wants a seed for the random inputs
     images = tf.constant(data_lib.load_fashion_mnist(None).x_train)
-    conv_layers(args.rounds)
-    print()
-    dense_steps(args.rounds, images)
-    print()
-    tf_data_floor(args.rounds, images)
-    print()
-    conv_primitives()
+    probes = {
+        "layers": lambda: conv_layers(args.rounds, precisions),
+        "dense": lambda: dense_steps(args.rounds, images),
+        "tf.data": lambda: tf_data_floor(args.rounds, images),
+        "primitives": lambda: [conv_primitives(p) for p in precisions],
+    }
+    for name in only:
+        probes[name]()
+        print()
 
 
 if __name__ == "__main__":
