@@ -27,11 +27,12 @@ from autoenc.errors import UsageError
 REPO = pathlib.Path(__file__).resolve().parent.parent
 HAVE_REAL_DATA = (pathlib.Path(data.DEBIAN_DIR) / "train-images-idx3-ubyte.gz").exists()
 EPOCHS = 2
+# Two steps of 128 images an epoch, one step per call (a signal is looked at after each call
+# and each epoch); most of the time goes to evaluating the 10,000 test images.
 RUN = [
     "--config=conv_denoise",
     "--config.train_examples=256",
-    "--config.batch_size=64",
-    "--config.steps_per_loop=2",
+    "--config.steps_per_loop=1",
     "--config.image_every_epochs=0",
     f"--config.epochs={EPOCHS}",
 ]
@@ -163,7 +164,8 @@ def test_sbatch_script_preempted_by_scancel_requeues_and_resumes_identically(
     )
     job_id = submitted.stdout.strip().split(";")[0]
 
-    # The first checkpoint (end of epoch 1) is there: signal both tasks while epoch 2 runs.
+    # The first checkpoint is there (end of epoch 1 of 2): signal both tasks, which stop at
+    # their next look, with at least an epoch and the test images still to go.
     wait_until(lambda: (workdir / "checkpoints" / "checkpoint").exists(), "checkpoint", TIMEOUT)
     slurm_cluster.run(["scancel", "--signal=TERM", job_id])
     job = wait_until(lambda: _finished(slurm_cluster.job(job_id)), "finished job", TIMEOUT)
