@@ -71,47 +71,89 @@ class TrainBatches:
     def dataset(
         self, epoch: int, *, skip_batches: int = 0, block_sizes: list[int] | None = None
     ) -> tf.data.Dataset:
-        """One epoch of shuffled (input, clean target) batches, one per element or in blocks.
+        """One epoch of shuffled (input, clean target) batches: `run_dataset` for one epoch,
+        one batch per element, or blocks of `block_sizes` batches if given."""
+        blocks = None if block_sizes is None else [block_sizes]
+        return self.run_dataset([epoch], skip_batches=skip_batches, block_sizes=blocks)
 
-        The clean target is uint8 (scale it with `to_float`), and so is the input without
-        noise (the same tensor); a noisy input is float32.
+    def run_dataset(
+        self,
+        epochs: list[int],
+        *,
+        skip_batches: int = 0,
+        block_sizes: list[list[int]] | None = None,
+    ) -> tf.data.Dataset:
+        """The shuffled (input, clean target) batches of several epochs in a row, as one dataset.
+
+        One dataset (and one iterator) for the rest of a run means no dataset is built and no
+        pipeline refilled between epochs: while the host evaluates, the pipeline prepares the
+        next epoch's first batches. The clean target is uint8 (scale it with `to_float`), and
+        so is the input without noise (the same tensor); a noisy input is float32.
 
         Args:
-            epoch: 0-based epoch; picks the shuffle order and the noise.
-            skip_batches: batches of this epoch already trained (resuming mid-epoch).
-            block_sizes: if given, each element is a block of that many consecutive batches
-                (shape [size, batch_size, *input_shape]), gathered at once, from
-                `skip_batches` on, with the same batches and noise as the per-batch elements.
-                `steps.TrainSteps` asks for blocks when it trains a call's steps as one
-                program, so the pipeline's per-element cost is paid once per call.
+            epochs: the 0-based epochs, in order; each picks its shuffle order and noise.
+            skip_batches: batches of the first epoch already trained (resuming mid-epoch).
+            block_sizes: if given, one list per epoch: each element is then a block of that
+                many consecutive batches (shape [size, batch_size, *input_shape]), gathered at
+                once, with the same batches and noise as the per-batch elements. The first
+                epoch's blocks start at `skip_batches`. `steps.TrainSteps` asks for blocks when
+                it trains a call's steps as one program, so the pipeline's per-element cost is
+                paid once per call.
         """
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(self.images.shape[0]), seed=_stream_seed(self.seed, _SHUFFLE_STREAM, epoch)
-        )
-        # One (steps, batch) index matrix: each batch is one dataset element rather than
-        # batch_size scalar elements gathered by `batch()`, whose per-element cost dominated.
-        steps = self.steps_per_epoch
-        batch_indices = tf.reshape(order[: steps * self.batch_size], [steps, self.batch_size])
+        skips = tf.constant([skip_batches] + [0] * (len(epochs) - 1), tf.int64)
+        epochs = tf.constant(epochs, tf.int64)
         if block_sizes is None:
-            dataset = tf.data.Dataset.from_tensor_slices(batch_indices).enumerate()
-            dataset = dataset.skip(skip_batches).map(
-                lambda index, indices: self._batch(epoch, index, indices), **_IN_ORDER_IN_PARALLEL
-            )
+            per_epoch = self._epoch_of_batches
+            dataset = tf.data.Dataset.from_tensor_slices((epochs, skips))
         else:
-            if skip_batches + sum(block_sizes) > steps or min(block_sizes, default=1) < 1:
+            per_epoch = self._epoch_of_blocks
+            firsts, sizes = self._check_blocks(block_sizes, skip_batches)
+            dataset = tf.data.Dataset.from_tensor_slices((epochs, firsts, sizes))
+        return dataset.flat_map(per_epoch).prefetch(tf.data.AUTOTUNE)
+
+    def _batch_indices(self, epoch) -> tf.Tensor:
+        """The epoch's (steps, batch) matrix of image indices: each batch is one dataset
+        element, not batch_size scalar elements gathered by `batch()` (whose per-element cost
+        dominated the dense model's input time)."""
+        count = self.images.shape[0]
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=_stream_seed(self.seed, _SHUFFLE_STREAM, epoch)
+        )
+        steps = self.steps_per_epoch
+        return tf.reshape(order[: steps * self.batch_size], [steps, self.batch_size])
+
+    def _epoch_of_batches(self, epoch, skip):
+        batches = tf.data.Dataset.from_tensor_slices(self._batch_indices(epoch)).enumerate()
+        return batches.skip(skip).map(
+            lambda index, indices: self._batch(epoch, index, indices), **_IN_ORDER_IN_PARALLEL
+        )
+
+    def _epoch_of_blocks(self, epoch, firsts, sizes):
+        batch_indices = self._batch_indices(epoch)
+        # Padding (size 0) fills the epochs with fewer calls than the longest.
+        blocks = tf.data.Dataset.from_tensor_slices((firsts, sizes)).filter(lambda _, n: n > 0)
+        return blocks.map(
+            lambda first, size: self._block(epoch, batch_indices, first, size),
+            **_IN_ORDER_IN_PARALLEL,
+        )
+
+    def _check_blocks(self, block_sizes: list[list[int]], skip_batches: int):
+        """Each epoch's block starts and sizes as [epochs, calls] tensors, 0-padded."""
+        steps, firsts = self.steps_per_epoch, []
+        for index, sizes in enumerate(block_sizes):
+            start = skip_batches if index == 0 else 0
+            if start + sum(sizes) > steps or min(sizes, default=1) < 1:
                 raise ValueError(
-                    f"blocks {block_sizes} from batch {skip_batches} must be positive and fit"
-                    f" the epoch's {steps} batches"
+                    f"blocks {sizes} from batch {start} must be positive and fit the epoch's"
+                    f" {steps} batches"
                 )
-            firsts = [skip_batches + sum(block_sizes[:n]) for n in range(len(block_sizes))]
-            dataset = tf.data.Dataset.from_tensor_slices(
-                (tf.constant(firsts, tf.int64), tf.constant(block_sizes, tf.int64))
-            )
-            dataset = dataset.map(
-                lambda first, size: self._block(epoch, batch_indices, first, size),
-                **_IN_ORDER_IN_PARALLEL,
-            )
-        return dataset.prefetch(tf.data.AUTOTUNE)
+            firsts.append([start + sum(sizes[:n]) for n in range(len(sizes))])
+        width = max(len(sizes) for sizes in block_sizes)
+
+        def padded(rows):
+            return tf.constant([row + [0] * (width - len(row)) for row in rows], tf.int64)
+
+        return padded(firsts), padded(block_sizes)
 
     def _noisy(self, clean, epoch, batch_index):
         key = _stream_seed(self.seed, _TRAIN_NOISE_STREAM, epoch, batch_index)

@@ -117,11 +117,23 @@ class TrainSteps:
         *,
         skip_batches: int = 0,
     ):
-        """The input for this epoch's `calls` (steps per call, in order) from batch
-        `skip_batches` on: blocks of batches or single batches, split over the replicas."""
-        dataset = batches.dataset(
-            epoch, skip_batches=skip_batches, block_sizes=calls if self.takes_blocks else None
-        )
+        """The input for one epoch's `calls` (steps per call, in order) from batch
+        `skip_batches` on (see `run_iterator`)."""
+        return self.run_iterator(batches, [(epoch, calls)], skip_batches=skip_batches)
+
+    def run_iterator(
+        self,
+        batches: pipeline.TrainBatches,
+        plan: list[tuple[int, list[int]]],
+        *,
+        skip_batches: int = 0,
+    ):
+        """The input for the calls of several epochs in a row, `plan` = [(epoch, calls), ...],
+        the first epoch from batch `skip_batches` on: blocks of batches or single batches,
+        split over the replicas, in one iterator (so nothing is rebuilt between epochs)."""
+        epochs = [epoch for epoch, _ in plan]
+        blocks = [calls for _, calls in plan] if self.takes_blocks else None
+        dataset = batches.run_dataset(epochs, skip_batches=skip_batches, block_sizes=blocks)
         return iter(distribute_dataset(self._strategy, dataset))
 
 

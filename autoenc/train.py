@@ -178,11 +178,35 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
     a non-chief worker of a multi-worker run). `images` are the uint8 (train, test) tensors.
     """
     run = _build_run(config, workdir, output_dir, images, strategy, stop_signals)
-    while run.epoch < config.epochs and not run.loop.stopped_early:
+    plan = _plan_calls(run)  # [(epoch, steps per train_steps call)] for the rest of the run
+    if plan and not run.loop.stopped_early:
+        skip = _done_in_epoch(run)
+        iterator = run.train_steps.run_iterator(run.batches, plan, skip_batches=skip)
+    for _, calls in plan:
+        if run.loop.stopped_early:
+            break
         epoch_started = time.perf_counter()
-        trained_steps, train_seconds = _train_epoch(run)
-        _end_epoch(run, trained_steps, train_seconds, epoch_started)
+        train_seconds = _train_epoch(run, iterator, calls)
+        _end_epoch(run, sum(calls), train_seconds, epoch_started)
     return _finish(run)
+
+
+def _plan_calls(run: _Run) -> list[tuple[int, list[int]]]:
+    """Each remaining epoch with its `train_steps` calls (`steps.call_sizes`), planned up
+    front so that one input iterator serves the rest of the run."""
+    config, steps_per_epoch = run.config, run.batches.steps_per_epoch
+    plan, done, step = [], _done_in_epoch(run), run.step
+    for epoch in range(run.epoch, config.epochs):
+        every = config.checkpoint_every_steps
+        calls = steps.call_sizes(done, steps_per_epoch, config.steps_per_loop, every, step=step)
+        plan.append((epoch, calls))
+        step, done = step + sum(calls), 0
+    return plan
+
+
+def _done_in_epoch(run: _Run) -> int:
+    """Steps of the current epoch already trained (non-zero after a mid-epoch resume)."""
+    return run.step - run.epoch * run.batches.steps_per_epoch
 
 
 def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _Run:
@@ -256,19 +280,12 @@ def _log_layout(strategy, global_batch: int, train_count: int, steps_per_epoch: 
     )
 
 
-def _train_epoch(run: _Run) -> tuple[int, float]:
-    """Trains the rest of the current epoch, one `train_steps` call at a time, checkpointing
-    where `checkpoint_every_steps` says and stopping (with a checkpoint) when asked to.
-
-    Returns:
-        The steps trained here (fewer than an epoch after a mid-epoch resume) and their seconds.
-    """
-    config, started = run.config, time.perf_counter()
-    steps_per_epoch = run.batches.steps_per_epoch
-    done = run.step - run.epoch * steps_per_epoch
-    every = config.checkpoint_every_steps
-    calls = steps.call_sizes(done, steps_per_epoch, config.steps_per_loop, every, step=run.step)
-    iterator = run.train_steps.epoch_iterator(run.batches, run.epoch, calls, skip_batches=done)
+def _train_epoch(run: _Run, iterator, calls: list[int]) -> float:
+    """Trains the rest of the current epoch, one `train_steps` call of `calls` at a time,
+    checkpointing where `checkpoint_every_steps` says and stopping (with a checkpoint) when
+    asked to. Returns the seconds it took."""
+    started, steps_per_epoch = time.perf_counter(), run.batches.steps_per_epoch
+    every, done = run.config.checkpoint_every_steps, _done_in_epoch(run)
     progress = keras.utils.Progbar(steps_per_epoch, unit_name="step") if _interactive() else None
     for count in calls:
         run.summaries.train_graph(run.train_steps.function, iterator, tf.constant(count))
@@ -286,7 +303,7 @@ def _train_epoch(run: _Run) -> tuple[int, float]:
         if mid_epoch and run.stop_requested(run.stop_signals.received):
             run.checkpoints.save_latest(run.loop.to_checkpoint())
             raise _preempted(run.stop_signals, run.epoch, run.step)
-    return sum(calls), time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: float) -> None:

@@ -99,3 +99,16 @@ def test_eval_noise_is_identical_every_pass_and_covers_every_image():
     assert [len(b) for b in first] == [40, 40, 16]
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("blocks", [None, [[1, 2], [3, 1, 2]]], ids=["batches", "blocks"])
+def test_a_run_of_epochs_is_one_dataset_holding_each_epochs_batches(blocks):
+    batches = pipeline.TrainBatches(IMAGES, 16, 0, 0.5, (28, 28, 1))
+    run = list(batches.run_dataset([3, 4], skip_batches=3, block_sizes=blocks))
+    if blocks:  # unstack the blocks into their batches
+        run = [(x[i], y[i]) for x, y in run for i in range(x.shape[0])]
+    separately = list(batches.dataset(3, skip_batches=3)) + list(batches.dataset(4))
+    assert len(run) == len(separately) == 3 + 6
+    for (x, y), (x_expected, y_expected) in zip(run, separately):
+        np.testing.assert_array_equal(x.numpy(), x_expected.numpy())
+        np.testing.assert_array_equal(y.numpy(), y_expected.numpy())
