@@ -37,6 +37,8 @@ RUN = [
     f"--config.epochs={EPOCHS}",
 ]
 TIMEOUT = 300
+# States of a job that has not ended for good (a requeued job goes back to PENDING).
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SIGNALING"}
 
 
 def fingerprints(log: str) -> dict[int, str]:
@@ -66,25 +68,32 @@ def uninterrupted(slurm_cluster, tmp_path_factory):  # noqa: F811
     if not HAVE_REAL_DATA and os.environ.get("CI") != "true":
         pytest.skip("needs the real Fashion-MNIST (apt-get install dataset-fashion-mnist)")
     tmp = tmp_path_factory.mktemp("srun")
-    single = subprocess.Popen(
-        [sys.executable, "launch.py", *RUN, f"--workdir={tmp / 'single'}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "single.log", "w"),  # noqa: SIM115 (closed with the process)
-    )
-    workdir = tmp / "run"
-    srun = subprocess.Popen(
-        ["srun", "--ntasks=2", "--label", "--job-name=autoenc-srun", sys.executable, "launch.py"]
-        + [*RUN, "--strategy=multi_worker", f"--workdir={workdir}"],
-        cwd=REPO,
-        env=slurm_cluster.env,
-        stdout=open(tmp / "srun.log", "w"),  # noqa: SIM115 (closed with the process)
-        stderr=subprocess.STDOUT,
-    )
+    workdir, srun_log, single_log = tmp / "run", tmp / "srun.log", tmp / "single.log"
+    with open(single_log, "w") as single_out, open(srun_log, "w") as srun_out:
+        single = subprocess.Popen(
+            [sys.executable, "launch.py", *RUN, f"--workdir={tmp / 'single'}"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=single_out,
+        )
+        srun = subprocess.Popen(
+            ["srun", "--ntasks=2", "--label", "--job-name=autoenc-srun", sys.executable]
+            + ["launch.py", *RUN, "--strategy=multi_worker", f"--workdir={workdir}"],
+            cwd=REPO,
+            env=slurm_cluster.env,
+            stdout=srun_out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        job_id = wait_until(lambda: _job_id(slurm_cluster, "autoenc-srun"), "srun job", TIMEOUT)
+        job_id = wait_until(
+            lambda: _running(srun, srun_log) and _job_id(slurm_cluster, "autoenc-srun"),
+            "srun job",
+            TIMEOUT,
+        )
         pids = wait_until(
-            lambda: _two_tasks(slurm_cluster.task_pids(job_id, "0")), "2 tasks", TIMEOUT
+            lambda: _running(srun, srun_log) and _two_tasks(slurm_cluster.task_pids(job_id, "0")),
+            "2 tasks",
+            TIMEOUT,
         )
         srun.wait(timeout=TIMEOUT)
         single.wait(timeout=TIMEOUT)
@@ -96,11 +105,16 @@ def uninterrupted(slurm_cluster, tmp_path_factory):  # noqa: F811
         workdir=workdir,
         single=tmp / "single",
         code=srun.returncode,
-        log=(tmp / "srun.log").read_text(),
+        log=srun_log.read_text(),
         single_code=single.returncode,
-        single_log=(tmp / "single.log").read_text(),
+        single_log=single_log.read_text(),
         pids=pids,
     )
+
+
+def _running(process: subprocess.Popen, log: pathlib.Path) -> bool:
+    assert process.poll() is None, f"ended with {process.returncode}:\n{log.read_text()}"
+    return True
 
 
 def _job_id(cluster, name: str) -> str:
@@ -164,11 +178,20 @@ def test_sbatch_script_preempted_by_scancel_requeues_and_resumes_identically(
     )
     job_id = submitted.stdout.strip().split(";")[0]
 
+    def checkpointed() -> bool:
+        job = slurm_cluster.job(job_id)
+        assert job["JobState"] in ACTIVE, (job, output.exists() and output.read_text())
+        return (workdir / "checkpoints" / "checkpoint").exists()
+
+    def ended() -> dict[str, str]:
+        job = slurm_cluster.job(job_id)
+        return job if job["JobState"] not in ACTIVE else {}
+
     # The first checkpoint is there (end of epoch 1 of 2): signal both tasks, which stop at
     # their next look, with at least an epoch and the test images still to go.
-    wait_until(lambda: (workdir / "checkpoints" / "checkpoint").exists(), "checkpoint", TIMEOUT)
+    wait_until(checkpointed, "first checkpoint", TIMEOUT)
     slurm_cluster.run(["scancel", "--signal=TERM", job_id])
-    job = wait_until(lambda: _finished(slurm_cluster.job(job_id)), "finished job", TIMEOUT)
+    job = wait_until(ended, "end of the job", TIMEOUT)
     log = output.read_text()
     assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", (job, log)
     assert job["Restarts"] == "1", log
@@ -181,13 +204,9 @@ def test_sbatch_script_preempted_by_scancel_requeues_and_resumes_identically(
     )
     assert sorted(stops) == ["0", "1"] and stops["0"] == stops["1"], first
     assert len(re.findall(r"^\s*\d+: .*Resuming from", second, re.M)) == 2, second
-    assert fingerprints(second) == fingerprints(uninterrupted["log"]), second
+    final = fingerprints(second)
+    assert sorted(final) == [0, 1] and final == fingerprints(uninterrupted["log"]), second
     assert json.loads((workdir / "metrics.json").read_text())["epochs_completed"] == EPOCHS
-
-
-def _finished(job: dict[str, str]) -> dict[str, str]:
-    """The job's record once it ended for good (a requeued job comes back PENDING)."""
-    return job if job["JobState"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") else {}
 
 
 def step_environment(monkeypatch, **variables) -> None:
