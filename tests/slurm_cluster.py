@@ -147,7 +147,11 @@ class SlurmCluster:
             + [f"--key-file={munge / 'munge.key'}", f"--pid-file={munge / 'munged.pid'}"]
             + [f"--seed-file={munge / 'munged.seed'}"],
         )
-        wait_until(lambda: (munge / "munge.socket").exists(), "MUNGE socket", START_TIMEOUT)
+        wait_until(
+            lambda: self._daemons_alive() and (munge / "munge.socket").exists(),
+            "MUNGE socket",
+            START_TIMEOUT,
+        )
         self._start("slurmctld", ["slurmctld", "-D"])
         self._start("slurmd", ["slurmd", "-D", "-N", NODE])
         wait_until(self._node_idle, "idle node in `sinfo`", START_TIMEOUT)
@@ -159,11 +163,16 @@ class SlurmCluster:
         )
         output.close()  # the child has its own copy
 
-    def _node_idle(self) -> bool:
+    def _daemons_alive(self) -> bool:
+        """True; raises `ClusterError` with its output if a daemon has exited."""
         for name, process in self.daemons.items():
             if process.poll() is not None:
                 tail = (self.root / "log" / f"{name}.out").read_text()[-2000:]
                 raise ClusterError(f"{name} exited with {process.returncode}:\n{tail}")
+        return True
+
+    def _node_idle(self) -> bool:
+        self._daemons_alive()
         states = self.run(["sinfo", "--noheader", "--format=%T"], check=False).stdout.split()
         return states == ["idle"]
 
@@ -196,6 +205,7 @@ class SlurmCluster:
                     "empty queue",
                     STOP_TIMEOUT,
                 )
+                wait_until(lambda: not self.step_daemons(), "end of slurmstepd", STOP_TIMEOUT)
         finally:
             for name in ("slurmd", "slurmctld", "munged"):
                 process = self.daemons.pop(name, None)
@@ -206,6 +216,24 @@ class SlurmCluster:
                     except subprocess.TimeoutExpired:
                         os.kill(process.pid, signal.SIGKILL)
                         process.wait()
+            for pid in self.step_daemons():  # slurmd's orphans, if it died under a job step
+                os.kill(pid, signal.SIGKILL)  # (slurmstepd ignores SIGTERM)
+
+    def step_daemons(self) -> list[int]:
+        """PIDs of this cluster's slurmstepd processes, which slurmd starts detached.
+
+        They are told apart from any other cluster's by the SLURM_CONF they inherited.
+        """
+        ours = f"SLURM_CONF={self.conf}".encode()
+        pids = []
+        for proc in pathlib.Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and (proc / "comm").read_text().strip() == "slurmstepd":
+                    if ours in (proc / "environ").read_bytes().split(b"\0"):
+                        pids.append(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+        return pids
 
 
 def run(command, env, check=True, timeout=60, **kwargs) -> subprocess.CompletedProcess:
