@@ -93,24 +93,31 @@ class OurLoop:
         )
         return timing, losses
 
-    def whole_epoch(self) -> Callable[[], Timing]:
-        """One whole epoch, timed as launch.py's history.csv `images_per_sec` is: from
-        planning the epoch's calls and making its iterator to the last call's losses.
-        Evaluation, checkpoints and summaries are not in it (launch.py leaves them out too)."""
-        config, epochs = self.config, itertools.count()
-        per_epoch = self.batches.steps_per_epoch
+    def whole_epoch(self, epochs: int) -> Callable[[], Timing]:
+        """Whole epochs, one per measurement, up to `epochs`, timed as launch.py's history.csv
+        `images_per_sec`: each epoch's calls (`steps.call_sizes`) from its first call to its
+        last call's losses; evaluation, checkpoints and summaries are not in it. Where
+        `TrainSteps` serves the whole run from one iterator (`run_iterator`), as launch.py
+        then does, that iterator is made once, before the first clock; otherwise each epoch
+        makes its own (`epoch_iterator`) inside its clock, as launch.py did then.
+        """
+        config, per_epoch = self.config, self.batches.steps_per_epoch
+        every, per_call = config.checkpoint_every_steps, config.steps_per_loop
+        plan = [
+            (epoch, steps.call_sizes(0, per_epoch, per_call, every, step=epoch * per_epoch))
+            for epoch in range(epochs)
+        ]
+        epochs_left, run_iterator = iter(plan), []
 
         def run():
-            epoch = next(epochs)
+            epoch, calls = next(epochs_left)
+            if hasattr(self.train_steps, "run_iterator") and not run_iterator:
+                run_iterator.append(self.train_steps.run_iterator(self.batches, plan))
             stopwatch = Stopwatch()
-            calls = steps.call_sizes(
-                0,
-                per_epoch,
-                config.steps_per_loop,
-                config.checkpoint_every_steps,
-                step=epoch * per_epoch,
-            )
-            iterator = self.train_steps.epoch_iterator(self.batches, epoch, calls)
+            if run_iterator:
+                iterator = run_iterator[0]
+            else:
+                iterator = self.train_steps.epoch_iterator(self.batches, epoch, calls)
             losses = [self.train_steps(iterator, count).numpy() for count in calls]
             seconds, others = stopwatch.stop()
             images = per_epoch * config.batch_size

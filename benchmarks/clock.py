@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# An arm whose first-round rate is below this fraction of its reference arm's is measured slow
-# and left out of later rounds: an emulated bfloat16 on a CPU without bf16 units, say (a switch
+# An arm whose warm-up rate is below this fraction of its reference arm's is measured slow and
+# left out of the rounds: an emulated bfloat16 on a CPU without bf16 units, say (a switch
 # that is merely slower, like the dense model without XLA, stays above it).
 SLOW_FRACTION = 0.25
 
@@ -49,7 +49,14 @@ def log(message: str) -> None:
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident set so far, in GiB (`ru_maxrss` is in KiB on Linux)."""
+    """This process's peak resident set so far, in GiB: VmHWM, which starts afresh at `exec`
+    (`ru_maxrss`, the fallback, keeps the peak of the process that started this one)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -87,42 +94,35 @@ def run_rounds(
 ) -> dict[str, list[Timing]]:
     """Warms every arm up once, then runs `rounds` rounds of all arms, reversed on odd rounds.
 
-    `slow_against` maps an arm to its reference arm: if the arm's first-round rate is below
-    `SLOW_FRACTION` of the reference's, it is measured slow and left out of the later rounds
-    (its ratios then pair it with round 1 only).
+    `slow_against` maps an arm to its reference arm: if the arm's warm-up ran below
+    `SLOW_FRACTION` of the reference's, it is measured slow, and its warm-up (a steady-state
+    measurement after its first traced call) stands as its only measurement.
 
     Returns:
         {arm: its timings, round by round}.
     """
+    warm = {}
     for name, run in arms.items():
-        log(f"  warm-up {name}")
-        run()
-    results = {name: [] for name in arms}
-    names, dropped = list(arms), set()
+        warm[name] = run()
+        log(f"  warm-up {name:<16}{warm[name].rate:14,.0f} per s")
+    slow = {
+        name
+        for name, reference in slow_against.items()
+        if name in warm and warm[name].rate < SLOW_FRACTION * warm[reference].rate
+    }
+    for name in sorted(slow):
+        log(f"  {name}: measured slow, its warm-up stands as its only measurement")
+    results = {name: [warm[name]] if name in slow else [] for name in arms}
+    names = [name for name in arms if name not in slow]
     for round_index in range(rounds):
         for name in names if round_index % 2 == 0 else reversed(names):
-            if name in dropped:
-                continue
             timing = arms[name]()
             results[name].append(timing)
             log(
                 f"  round {round_index + 1}/{rounds}  {name:<16}{timing.rate:14,.0f} per s"
                 f"  (others busy: {timing.others:.2f} cores)"
             )
-        if round_index == 0:
-            dropped = slow_arms(results, slow_against)
-            for name in sorted(dropped):
-                log(f"  {name}: measured slow, left out of the later rounds")
     return results
-
-
-def slow_arms(results: dict[str, list[Timing]], slow_against: dict[str, str]) -> set[str]:
-    """The arms whose first measurement ran below `SLOW_FRACTION` of their reference's."""
-    return {
-        name
-        for name, reference in slow_against.items()
-        if name in results and results[name][0].rate < SLOW_FRACTION * results[reference][0].rate
-    }
 
 
 def output_path(out: str | None, name: str) -> Path:

@@ -85,7 +85,7 @@ def test_judge_leaves_bf16_unjudged_where_it_is_emulated():
     assert verdicts["ours / fit, float32 >= 1.5"]["met"] is True
 
 
-def test_an_arm_that_measured_slow_is_dropped_after_round_one():
+def test_an_arm_that_measured_slow_in_its_warm_up_is_left_out_of_the_rounds():
     rates = {"ours": 100.0, "fast": 60.0, "slow": 20.0, "fit": 50.0, "fit_bf16": 10.0}
     arms = {name: (lambda rate=rate: Timing(rate, 1.0)) for name, rate in rates.items()}
     against = {"fast": "ours", "slow": "ours", "fit_bf16": "fit"}
