@@ -1,7 +1,7 @@
 """Scoring a trained run's best checkpoint on the test images, without training (`--mode=eval`).
 
 `evaluate_workdir` computes exactly what training's final test computes for metrics.json
-(`autoenc.train.test_metrics`): the same evaluation dataset, the same per-example sums
+(`autoenc.steps.test_metrics`): the same evaluation dataset, the same per-example sums
 (`steps.make_eval_sums`) and the same means, so at the run's own noise level and seed it
 reproduces metrics.json's `test` and `noisy_input` (to float summation order, which depends on
 the replica count). It may also score at another noise level or noise seed. It writes nothing:
@@ -15,7 +15,7 @@ import pathlib
 
 import tensorflow as tf
 
-from autoenc import checkpoints, models, pipeline, train
+from autoenc import checkpoints, models, pipeline, steps
 from autoenc import data as data_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError
@@ -73,7 +73,7 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
         )
         # One device is enough to score; the sums are the same as training's up to the order
         # in which its replicas' partial sums were added.
-        result = train.test_metrics(tf.distribute.get_strategy(), model, test_data, noise_factor)
+        result = steps.test_metrics(tf.distribute.get_strategy(), model, test_data, noise_factor)
     result.update(
         noise_factor=noise_factor,
         seed=seed,

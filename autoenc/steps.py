@@ -264,3 +264,15 @@ def sums_to_means(sums) -> dict[str, float]:
     count, *totals = [float(v) for v in sums]
     names = ("loss", *metrics.QUALITY_NAMES)
     return {name: total / count for name, total in zip(names, totals)}
+
+
+def test_metrics(strategy, model, dist_eval_data, noise_factor: float) -> dict:
+    """metrics.json's `test` (the model's output vs the clean test images) and, for a denoiser,
+    `noisy_input` (the noisy input itself vs the clean images: the baseline to beat)."""
+    names = ("bce", "mse", "psnr", "ssim")
+    test = sums_to_means(make_eval_sums(strategy, model)(dist_eval_data))
+    metrics = {"test": {name: test[name] for name in names}}
+    if noise_factor:
+        noisy = sums_to_means(make_eval_sums(strategy, None)(dist_eval_data))
+        metrics["noisy_input"] = {name: noisy[name] for name in names}
+    return metrics

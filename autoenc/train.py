@@ -1,18 +1,15 @@
-"""The outer training loop: epochs, evaluation, best model, early stopping, outputs.
+"""The outer training loop: a plain Python loop over epochs around the traced steps.
 
-`train_and_evaluate(config, workdir)` is the whole run. It builds every piece of state inside
-the strategy scope before the first trace (model, built optimizer, counters), restores the
-latest checkpoint if the workdir has one (so rerunning a command resumes it), then loops over
-epochs in plain Python around the traced steps of `autoenc.steps`. Per epoch it evaluates,
-keeps the best model as Keras' `ModelCheckpoint(save_best_only=True)` would (test, save, then
-commit), asks early stopping whether to stop, and writes history, summaries and a checkpoint
-(`autoenc.checkpoints`). At the end the best weights are restored and scored on the clean test
-images, and the figures are drawn.
+`train_and_evaluate(config, workdir)` is the whole run, and reads top to bottom: build the
+run's state in the strategy's scope and restore the latest checkpoint (`_build_run`: rerunning a
+command resumes it); plan the rest of the run's step calls (`_plan_calls`); for each epoch,
+train its calls (`_train_epoch`) and end it (`_end_epoch`: evaluate, keep the best model as
+Keras' `ModelCheckpoint(save_best_only=True)` would, ask early stopping, then history,
+checkpoint, summaries and the log line); finally score and draw (`autoenc.finish`).
 """
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
@@ -28,7 +25,7 @@ from absl import logging
 from autoenc import checkpoints as checkpoints_lib
 from autoenc import config as config_lib
 from autoenc import data as data_lib
-from autoenc import distribute, models, pipeline, preemption, steps
+from autoenc import distribute, finish, models, pipeline, preemption, steps
 from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
@@ -188,7 +185,7 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
         epoch_started = time.perf_counter()
         train_seconds = _train_epoch(run, iterator, calls)
         _end_epoch(run, sum(calls), train_seconds, epoch_started)
-    return _finish(run)
+    return finish.finish(run)
 
 
 def _plan_calls(run: _Run) -> list[tuple[int, list[int]]]:
@@ -378,82 +375,8 @@ def _log_epoch(run: _Run, row: dict, val: dict) -> None:
     )
 
 
-def _finish(run: _Run) -> dict:
-    """Keeps the final weights, scores them and the best ones on the test images, writes
-    metrics.json, the hparams and the figures, and returns the metrics. Nothing here changes
-    the training state, so a signal stops it at once: rerunning the command finishes it."""
-    run.summaries.close()
-    with run.stop_signals.stopping_at_once(FINISH_INTERRUPTED):
-        final_epoch = _keep_final_weights(run)
-        best_epoch = run.loop.best.best_epoch + 1
-        final_test = None if final_epoch == best_epoch else _test_metrics(run)["test"]
-        run.checkpoints.restore_best()
-        test = _test_metrics(run)
-        metrics = dict(
-            best_epoch=best_epoch,
-            best_val_loss=run.loop.best.best,
-            epochs_completed=run.epoch,
-            stopped_early=run.loop.stopped_early,
-            **test,
-            final=dict(epoch=final_epoch, test=final_test or test["test"]),
-            replicas=run.strategy.num_replicas_in_sync,
-        )
-        workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
-        logging.info("test (best model, epoch %d): %s", best_epoch, metrics["test"])
-        if "noisy_input" in metrics:
-            logging.info("test (noisy input): %s", metrics["noisy_input"])
-        logging.info("weights fingerprint %s", weights_fingerprint(run.model))
-        summaries_lib.write_hparams(run.output_dir, run.config, metrics)
-        if run.output_dir == run.workdir:  # a non-chief worker's figures would be thrown away
-            plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
-    return metrics
-
-
-FINISH_INTERRUPTED = (
-    "stopped by {signal} after the last epoch, while scoring the test images; training is"
-    " saved; rerun the same command to write metrics.json and the figures"
-)
-
-
-def _keep_final_weights(run: _Run) -> int:
-    """Saves or loads the weights Keras' `fit` would leave in the model when training ends:
-    the last epoch's, or early stopping's best epoch's with `restore_best_weights` (saved when
-    early stopping took its snapshot). Returns their 1-based epoch."""
-    early_stopping = run.loop.early_stopping
-    restored = early_stopping.restored_epoch() if early_stopping else None
-    if restored is None:
-        run.checkpoints.save_final(run.epoch)
-        return run.epoch
-    return run.checkpoints.restore_final()
-
-
-def _test_metrics(run: _Run) -> dict:
-    return test_metrics(run.strategy, run.model, run.eval_data_distributed, run.config.noise_factor)
-
-
 def _interactive() -> bool:
     return sys.stdout.isatty()
-
-
-def test_metrics(strategy, model, dist_eval_data, noise_factor: float) -> dict:
-    """metrics.json's `test` (the model's output vs the clean test images) and, for a denoiser,
-    `noisy_input` (the noisy input itself vs the clean images: the baseline to beat)."""
-    names = ("bce", "mse", "psnr", "ssim")
-    test = steps.sums_to_means(steps.make_eval_sums(strategy, model)(dist_eval_data))
-    metrics = {"test": {name: test[name] for name in names}}
-    if noise_factor:
-        noisy = steps.sums_to_means(steps.make_eval_sums(strategy, None)(dist_eval_data))
-        metrics["noisy_input"] = {name: noisy[name] for name in names}
-    return metrics
-
-
-def weights_fingerprint(model: keras.Model) -> str:
-    """A short hash of every weight's bytes: equal on every worker of a multi-worker run, and
-    in two runs exactly when they trained bit-identically."""
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def set_op_determinism(enabled: bool) -> None:
