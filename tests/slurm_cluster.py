@@ -7,7 +7,8 @@ three daemons in the foreground as child processes, waits until `sinfo` shows th
 and at the end cancels any job left and stops each daemon by its PID. Nothing of the system's
 Slurm or MUNGE (/etc/slurm, /etc/munge, a running munged) is read or touched: every client
 command gets `SLURM_CONF` pointing at this cluster's file, and every `SLURM_*` variable of the
-calling environment is dropped, so a test suite run inside a real Slurm job stays out of it.
+calling environment is dropped, so a test suite run inside a real Slurm job stays out of it
+(and `TF_CONFIG`, so that training finds its workers through Slurm).
 
 Slurm not installed skips the tests that use the fixture, except under `CI=true`, where it and
 any failure to start the cluster fail them. `python tests/slurm_cluster.py` starts the same
@@ -47,8 +48,9 @@ class ClusterError(RuntimeError):
 
 
 def slurm_environment(conf: pathlib.Path) -> dict[str, str]:
-    """This process's environment without any SLURM_* variable, plus SLURM_CONF=conf."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    """This process's environment without any SLURM_* variable or TF_CONFIG (jobs must find
+    their workers through Slurm), plus SLURM_CONF=conf."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "TF_CONFIG"}
     env["SLURM_CONF"] = str(conf)
     env["PATH"] = f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}"
     return env
