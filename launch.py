@@ -66,6 +66,13 @@ flags.DEFINE_string("export_dir", None, "export: SavedModel directory; default W
 flags.DEFINE_list("inputs", None, "apply: .png/.jpg/.jpeg/.npy files and directories of them.")
 flags.DEFINE_string("output_dir", None, "apply: where the results go (created if missing).")
 flags.DEFINE_bool("overwrite", None, "apply: replace files in --output_dir named like a result.")
+flags.DEFINE_enum(
+    "weights",
+    None,
+    ["best", "final"],
+    "eval/export/apply: best (the best val_loss checkpoint, the default) or final (the weights"
+    " training ended with, as Keras' fit leaves them: see early_stopping.restore_best_weights).",
+)
 
 
 def main(argv: list[str], overrides: dict[str, str]) -> None:

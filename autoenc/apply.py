@@ -89,9 +89,9 @@ def _refuse_existing_results(output_dir: pathlib.Path, sources: list[pathlib.Pat
 
 
 def apply_to_files(
-    config, workdir, inputs: list[str], output_dir, *, overwrite: bool = False
+    config, workdir, inputs: list[str], output_dir, *, overwrite: bool = False, weights="best"
 ) -> Iterator[Outcome]:
-    """Runs a run's best model on image files, writing one result file per input.
+    """Runs a run's best model (or its final one) on image files, one result file per input.
 
     An input `NAME.png`/`.jpg`/`.jpeg` gives `OUTPUT_DIR/NAME.png`, `NAME.npy` gives
     `OUTPUT_DIR/NAME.npy` (see `autoenc.image_files` for the formats). A file already in
@@ -104,6 +104,7 @@ def apply_to_files(
         inputs: files and directories (see `list_inputs`).
         output_dir: where the results go; created if missing.
         overwrite: replace files in `output_dir` that have a result's name.
+        weights: "best" (the best checkpoint) or "final" (the weights training ended with).
 
     Yields:
         One `Outcome` per input file, in order, after its result is written (or not).
@@ -118,9 +119,9 @@ def apply_to_files(
     sources = list_inputs(inputs)
     if not overwrite:
         _refuse_existing_results(output_dir, sources)
-    checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
+    checkpoints.best_checkpoint_path(workdir, weights)  # a missing run fails before the lock
     with workdir_lib.WorkdirLock(workdir):
-        nets = checkpoints.load_best_model(config, workdir)
+        nets = checkpoints.load_best_model(config, workdir, weights=weights)
         _prepare_output_dir(output_dir)
         functions = serving.ServingFunctions(nets, config.model)
         written = {}  # output path -> the input it came from

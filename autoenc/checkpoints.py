@@ -138,21 +138,29 @@ class RunCheckpoints:
         return int(path.rsplit("-", 1)[1])
 
 
-def best_checkpoint_path(workdir) -> str:
-    """The path prefix of a workdir's best checkpoint; a one-line `UserError` if none."""
-    best_dir = pathlib.Path(workdir) / "best"
-    best = tf.train.latest_checkpoint(str(best_dir)) if best_dir.is_dir() else None
-    if best is None:
-        raise UserError(
-            f"no best checkpoint in {best_dir}: train first (--mode=train, the default)"
-        )
-    return best
+def best_checkpoint_path(workdir, weights: str = "best") -> str:
+    """The path prefix of a workdir's best checkpoint (or, with `weights="final"`, of its
+    final weights); a one-line `UserError` if there is none."""
+    directory = pathlib.Path(workdir) / weights
+    path = tf.train.latest_checkpoint(str(directory)) if directory.is_dir() else None
+    if path is None:
+        remedy = "train first (--mode=train, the default)"
+        if weights == "final":
+            remedy = "a run keeps its final weights when its last epoch ends; finish it first"
+        raise UserError(f"no {weights} checkpoint in {directory}: {remedy}")
+    return path
 
 
 def load_best_model(
-    config, workdir, *, fields: tuple[str, ...] = MODEL_FIELDS, hint: str = ""
+    config,
+    workdir,
+    *,
+    fields: tuple[str, ...] = MODEL_FIELDS,
+    hint: str = "",
+    weights: str = "best",
 ) -> models.Autoencoder:
-    """Builds the model `config` describes and loads a workdir's best weights into it.
+    """Builds the model `config` describes and loads a workdir's best weights into it (or its
+    final weights, those training ended with, with `weights="final"`).
 
     The encoder and decoder share the autoencoder's layers, so all three carry the best
     weights. Used by everything that applies a trained model (figures, eval, export, apply).
@@ -163,13 +171,14 @@ def load_best_model(
         fields: the config fields that must equal the run's (`RUN_FIELDS` when the noisy test
             images matter too).
         hint: appended to the refusal, e.g. which flags to use instead.
+        weights: "best" (WORKDIR/best) or "final" (WORKDIR/final).
 
     Raises:
-        UserError: the workdir has no best checkpoint, or it cannot be restored.
+        UserError: the workdir has no such checkpoint, or it cannot be restored.
         UsageError: `config` differs from the run's in one of `fields`.
     """
     workdir = pathlib.Path(workdir)
-    best = best_checkpoint_path(workdir)
+    best = best_checkpoint_path(workdir, weights)
     differing = workdir_lib.saved_config_differences(workdir, config) or []
     differing = [field for field in differing if field in fields]
     if differing:

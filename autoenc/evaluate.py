@@ -26,8 +26,11 @@ def _check_noise_factor(noise_factor: float) -> None:
         raise UsageError(f"--noise_factor={noise_factor:g}: must be a finite number, 0 or more")
 
 
-def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None) -> dict:
-    """Scores a run's best checkpoint on the test images, as metrics.json does.
+def evaluate_workdir(
+    config, workdir, *, noise_factor=None, seed=None, data=None, weights="best"
+) -> dict:
+    """Scores a run's best checkpoint (or its final weights) on the test images, as
+    metrics.json does.
 
     Args:
         config: the config the run was trained with (overrides applied); a config that differs
@@ -38,6 +41,7 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
         seed: seed of that noise; None = the run's own `config.seed`. The noise of each test
             batch is keyed on (seed, batch index) with the run's batch size, as in training.
         data: a `data.FashionMNIST` to use instead of loading the real files (tests).
+        weights: "best" (the best checkpoint) or "final" (the weights training ended with).
 
     Returns:
         {"test": {bce, mse, psnr, ssim} of the model's output against the clean test images,
@@ -53,7 +57,7 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
     noise_factor = float(config.noise_factor if noise_factor is None else noise_factor)
     seed = int(config.seed if seed is None else seed)
     _check_noise_factor(noise_factor)
-    best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
+    best = checkpoints.best_checkpoint_path(workdir, weights)  # no run: fail before the lock
     # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
     with workdir_lib.WorkdirLock(workdir):
         model = checkpoints.load_best_model(
@@ -61,6 +65,7 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
             workdir,
             fields=checkpoints.RUN_FIELDS,
             hint=" (--noise_factor and --eval_seed choose another noise level or noise seed)",
+            weights=weights,
         ).autoencoder
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
@@ -82,6 +87,8 @@ def evaluate_workdir(config, workdir, *, noise_factor=None, seed=None, data=None
     return result
 
 
-def evaluation_path(workdir, noise_factor: float, seed: int) -> pathlib.Path:
-    """Where `--mode=eval` writes an evaluation: `WORKDIR/eval/noise<X>_seed<N>.json`."""
-    return pathlib.Path(workdir) / "eval" / f"noise{noise_factor:g}_seed{seed}.json"
+def evaluation_path(workdir, noise_factor: float, seed: int, weights="best") -> pathlib.Path:
+    """Where `--mode=eval` writes an evaluation: `WORKDIR/eval/noise<X>_seed<N>.json`, with
+    `_final` before `.json` for the final weights."""
+    suffix = "" if weights == "best" else f"_{weights}"
+    return pathlib.Path(workdir) / "eval" / f"noise{noise_factor:g}_seed{seed}{suffix}.json"

@@ -103,14 +103,16 @@ def _write_saved_model(functions: serving.ServingFunctions, directory: pathlib.P
     workdir_lib.write_json(directory / INFO_FILE, info)
 
 
-def export_workdir(config, workdir, export_dir=None) -> pathlib.Path:
-    """Exports a run's best weights as a SavedModel with serving signatures.
+def export_workdir(config, workdir, export_dir=None, weights="best") -> pathlib.Path:
+    """Exports a run's best weights (or its final ones) as a SavedModel with serving
+    signatures.
 
     Args:
         config: the config the run was trained with (only the model fields must match).
         workdir: a finished or interrupted run's work directory.
         export_dir: where the SavedModel goes; default `WORKDIR/export`. A previous export
             there is replaced; anything else there (a file it did not write) is refused.
+        weights: "best" (the best checkpoint) or "final" (the weights training ended with).
 
     Returns:
         The export directory.
@@ -121,12 +123,12 @@ def export_workdir(config, workdir, export_dir=None) -> pathlib.Path:
     """
     workdir = pathlib.Path(workdir)
     target = _target_path(export_dir) if export_dir else workdir / "export"
-    best = checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
+    best = checkpoints.best_checkpoint_path(workdir, weights)  # no run: fail before the lock
     _check_target(target)
     with workdir_lib.WorkdirLock(workdir):
         staging = _make_staging_dir(target)  # an unwritable target fails before the work
         try:
-            nets = checkpoints.load_best_model(config, workdir)
+            nets = checkpoints.load_best_model(config, workdir, weights=weights)
             functions = serving.ServingFunctions(nets, config.model)
             info = dict(written_by=WRITTEN_BY, model=config.model, checkpoint=os.path.abspath(best))
             info.update({field: config[field] for field in config_lib.MODEL_FIELDS[config.model]})

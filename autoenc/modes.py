@@ -14,11 +14,11 @@ from autoenc import evaluate, export, plots, train
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
-# The flags that belong to one mode only.
+# The flags of each mode that has its own; given with any other mode, they are refused.
 MODE_FLAGS = {
-    "eval": ("noise_factor", "eval_seed"),
-    "export": ("export_dir",),
-    "apply": ("inputs", "output_dir", "overwrite"),
+    "eval": ("noise_factor", "eval_seed", "weights"),
+    "export": ("export_dir", "weights"),
+    "apply": ("inputs", "output_dir", "overwrite", "weights"),
 }
 
 
@@ -37,8 +37,8 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
     """
     for flag, value in options.items():
         if value is not None and flag not in MODE_FLAGS.get(mode, ()):
-            owner = next(name for name, flags in MODE_FLAGS.items() if flag in flags)
-            raise UsageError(f"--{flag} is for --mode={owner}, not --mode={mode}")
+            owners = "|".join(name for name, flags in MODE_FLAGS.items() if flag in flags)
+            raise UsageError(f"--{flag} is for --mode={owners}, not --mode={mode}")
     if mode != "train":
         workdir_lib.check_readable(workdir)
     if mode == "train":
@@ -51,20 +51,26 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
             raise UserError(f"cannot write figures in {workdir}: {e.strerror or e}") from None
         logging.info("figures: %s", ", ".join(str(path) for path in paths))
     elif mode == "eval":
-        run_eval(config, workdir, options.get("noise_factor"), options.get("eval_seed"))
+        noise_factor, seed = options.get("noise_factor"), options.get("eval_seed")
+        run_eval(config, workdir, noise_factor, seed, options.get("weights") or "best")
     elif mode == "export":
-        path = export.export_workdir(config, workdir, options.get("export_dir"))
+        weights = options.get("weights") or "best"
+        path = export.export_workdir(config, workdir, options.get("export_dir"), weights)
         signatures = "serving_default, reconstruct, encode, decode"
         logging.info("SavedModel in %s (signatures: %s)", path, signatures)
     else:
         inputs, output_dir = options.get("inputs"), options.get("output_dir")
-        run_apply(config, workdir, inputs, output_dir, bool(options.get("overwrite")))
+        overwrite, weights = bool(options.get("overwrite")), options.get("weights") or "best"
+        run_apply(config, workdir, inputs, output_dir, overwrite, weights)
 
 
-def run_eval(config, workdir, noise_factor, seed) -> None:
-    """Evaluates the best checkpoint and writes `WORKDIR/eval/noise<X>_seed<N>.json`."""
-    result = evaluate.evaluate_workdir(config, workdir, noise_factor=noise_factor, seed=seed)
-    path = evaluate.evaluation_path(workdir, result["noise_factor"], result["seed"])
+def run_eval(config, workdir, noise_factor, seed, weights="best") -> None:
+    """Evaluates the best checkpoint (or the final weights) and writes
+    `WORKDIR/eval/noise<X>_seed<N>[_final].json`."""
+    result = evaluate.evaluate_workdir(
+        config, workdir, noise_factor=noise_factor, seed=seed, weights=weights
+    )
+    path = evaluate.evaluation_path(workdir, result["noise_factor"], result["seed"], weights)
     try:
         path.parent.mkdir(exist_ok=True)
         workdir_lib.write_json(path, result)
@@ -84,12 +90,15 @@ def _brief(quality: dict) -> str:
     )
 
 
-def run_apply(config, workdir, inputs, output_dir, overwrite=False) -> None:
-    """Applies the best model to files; one stderr line per file that fails, then an error."""
+def run_apply(config, workdir, inputs, output_dir, overwrite=False, weights="best") -> None:
+    """Applies the best model (or the final one) to files; one stderr line per file that
+    fails, then an error."""
     if not inputs or not output_dir:
         raise UsageError("--mode=apply needs --inputs=PATH[,PATH...] and --output_dir=DIR")
     failed = total = 0
-    outcomes = apply_lib.apply_to_files(config, workdir, inputs, output_dir, overwrite=overwrite)
+    outcomes = apply_lib.apply_to_files(
+        config, workdir, inputs, output_dir, overwrite=overwrite, weights=weights
+    )
     for outcome in outcomes:
         total += 1
         if outcome.problem:

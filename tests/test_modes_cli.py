@@ -178,3 +178,28 @@ def test_help_names_the_modes_the_configs_and_examples():
     result = launch("--help")
     for text in ("Usage:", "Examples:", "--mode=eval", "Modes:", *config_lib.available_configs()):
         assert text in result.stdout, text
+
+
+def test_final_weights_are_scored_and_exported_on_request(conv_run, tiny_data, tmp_path):
+    from autoenc import evaluate
+
+    config = config_lib.load_run_config(conv_run)
+    metrics = json.loads((conv_run / "metrics.json").read_text())
+    result = evaluate.evaluate_workdir(config, conv_run, data=tiny_data, weights="final")
+    assert result["checkpoint"] == f"final/ckpt-{metrics['final']['epoch']}"
+    for name, value in metrics["final"]["test"].items():
+        assert result["test"][name] == pytest.approx(value, rel=1e-5), name
+    assert evaluate.evaluation_path(conv_run, 0.5, 0, "final").name == "noise0.5_seed0_final.json"
+
+    export_dir = tmp_path / "final-export"
+    exported = launch(f"--workdir={conv_run}", "--mode=export", f"--export_dir={export_dir}",
+                      "--weights=final")  # fmt: skip
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    checkpoint = json.loads((export_dir / "export.json").read_text())["checkpoint"]
+    assert "/final/ckpt-" in checkpoint
+
+
+def test_weights_is_refused_when_training(tmp_path):
+    result = launch("--config=conv_denoise", f"--workdir={tmp_path}", "--weights=final")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--weights is for --mode=eval|export|apply, not --mode=train" in result.stderr
