@@ -14,6 +14,7 @@ multi-replica code paths without GPUs. It must run before TensorFlow initialises
 
 import json
 import os
+import subprocess
 
 import tensorflow as tf
 
@@ -81,12 +82,17 @@ def cluster_resolver(name: str) -> tf.distribute.cluster_resolver.ClusterResolve
 def slurm_cluster_resolver() -> tf.distribute.cluster_resolver.SlurmClusterResolver:
     """TensorFlow's SlurmClusterResolver for this job step, with its task already resolved.
 
-    Three things of TensorFlow's resolver are set here rather than left to it:
+    What TensorFlow's resolver would get wrong is set here instead:
     - GPUs: it counts the node's GPUs with `nvidia-smi`, which a CPU-only node lacks, and with
       none it cannot lay out the tasks at all (it steps through the GPUs by a step of 0). It
       also overwrites `CUDA_VISIBLE_DEVICES` with numbers of its own, which are wrong where
       Slurm gave the task GPUs 2 and 3. Here each task keeps the GPUs it sees, those Slurm
       made visible to it (`--gpus-per-node`, `--gpus-per-task`), possibly none.
+    - Order: it lists the nodes sorted by name, so for "node[9-10]" it makes node10's task
+      worker 0, while Slurm starts task 0 on node9. Here the tasks follow Slurm's node order.
+    - Node lists: its parser takes one range, at the end of a name, and fails on lists
+      Slurm makes of names such as r1n1 ("r[1-2]n[1-4]"); those are expanded by
+      `scontrol show hostnames`.
     - Ports: it puts every job's tasks on ports 8888, 8889, ..., so two jobs sharing a node
       collide. Here the ports are those Slurm reserved for the step (`SLURM_STEP_RESV_PORTS`,
       when slurm.conf has `MpiParams=ports=...`), else a block of ports chosen by job ID.
@@ -136,26 +142,42 @@ def _slurm_port_base() -> int:
 
 
 class _SlurmClusterResolver(tf.distribute.cluster_resolver.SlurmClusterResolver):
-    """TensorFlow's resolver for tasks that keep the GPUs Slurm gave them (possibly none).
-
-    The base class lays tasks out on a node by stepping through its GPUs, so it is given one
-    slot per task even without GPUs; `num_accelerators` then reports the real count, which is
-    what MultiWorkerMirroredStrategy uses to pick each worker's devices (one CPU when 0).
-    """
+    """TensorFlow's resolver with Slurm's task layout and the GPUs each task sees (see
+    `slurm_cluster_resolver`). Task i of the step is worker i; the tasks are laid out over the
+    nodes in the node list's order, as Slurm's default (block) distribution places them, and
+    as any distribution does with one task per node."""
 
     def __init__(self, gpus_per_task: int, tasks_per_node: int, port_base: int):
-        slots = max(gpus_per_task, 1)
         super().__init__(
             port_base=port_base,
-            gpus_per_node=slots * tasks_per_node,
-            gpus_per_task=slots,
+            gpus_per_node=gpus_per_task * tasks_per_node,
+            gpus_per_task=gpus_per_task,  # what num_accelerators reports: 0 = one CPU device
             auto_set_gpu=False,
         )
-        self._visible_gpus = gpus_per_task
 
-    def num_accelerators(self, task_type=None, task_id=None, config_proto=None):
-        del task_type, task_id, config_proto  # every task has the same devices
-        return {"GPU": self._visible_gpus} if self._visible_gpus else {}
+    def _resolve_hostlist(self) -> list[str]:
+        try:
+            return super()._resolve_hostlist()
+        except ValueError:  # a node list TensorFlow cannot parse: Slurm's own expansion
+            nodelist = os.environ["SLURM_STEP_NODELIST"]
+            result = subprocess.run(
+                ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True
+            )
+            if result.returncode or not result.stdout.split():
+                raise UsageError(
+                    f"cannot expand SLURM_STEP_NODELIST={nodelist!r}:"
+                    f" scontrol show hostnames said {result.stderr.strip()!r}"
+                ) from None
+            return result.stdout.split()
+
+    def cluster_spec(self) -> tf.train.ClusterSpec:
+        workers = [
+            f"{host}:{self._port_base + index}"
+            for host, count in self._task_configuration.items()  # Slurm's node order, unsorted
+            for index in range(count)
+        ]
+        self.task_type, self.task_id = "worker", self._rank
+        return tf.train.ClusterSpec({"worker": workers})
 
 
 def is_chief(resolver: tf.distribute.cluster_resolver.ClusterResolver | None) -> bool:

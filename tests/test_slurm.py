@@ -230,7 +230,7 @@ def test_slurm_resolver_cpu_nodes_one_task_each_ports_by_job_id(monkeypatch):
     port = distribute.SLURM_PORTS_FIRST + 242 * distribute.SLURM_PORTS_BLOCK
     assert resolver.cluster_spec().as_dict() == {"worker": [f"node07:{port}", f"node08:{port}"]}
     assert (resolver.task_type, resolver.task_id) == ("worker", 1)
-    assert resolver.num_accelerators() == {}  # MultiWorkerMirroredStrategy: one CPU per worker
+    assert resolver.num_accelerators() == {"GPU": 0}  # MultiWorkerMirroredStrategy: one CPU
 
 
 def test_slurm_resolver_two_tasks_on_a_node_use_reserved_ports(monkeypatch):
@@ -247,6 +247,41 @@ def test_slurm_resolver_two_tasks_on_a_node_use_reserved_ports(monkeypatch):
     assert distribute.is_chief(resolver)  # before anything asks for the spec
     assert resolver.cluster_spec().as_dict() == {"worker": ["localhost:12000", "localhost:12001"]}
     assert (resolver.task_type, resolver.task_id) == ("worker", 0)
+
+
+def test_slurm_resolver_numbers_tasks_in_slurms_node_order(monkeypatch):
+    step_environment(
+        monkeypatch,
+        SLURM_JOB_ID="11",
+        SLURM_PROCID="0",
+        SLURM_STEP_NUM_TASKS="3",
+        SLURM_STEP_NODELIST="node[9-10]",
+        SLURM_STEP_TASKS_PER_NODE="1,2",
+        SLURM_STEP_RESV_PORTS="13000-13002",
+    )
+    resolver = distribute.cluster_resolver("multi_worker")
+    # Task 0 runs on node9, the first node; sorting the names would put node10 first.
+    assert resolver.cluster_spec().as_dict() == {
+        "worker": ["node9:13000", "node10:13000", "node10:13001"]
+    }
+    assert distribute.is_chief(resolver)
+
+
+def test_slurm_resolver_node_list_tensorflow_cannot_parse(monkeypatch, slurm_cluster):  # noqa: F811
+    step_environment(
+        monkeypatch,
+        SLURM_CONF=str(slurm_cluster.conf),  # for `scontrol show hostnames`
+        SLURM_JOB_ID="12",
+        SLURM_PROCID="3",
+        SLURM_STEP_NUM_TASKS="4",
+        SLURM_STEP_NODELIST="r[1-2]n[1-2]",
+        SLURM_STEP_TASKS_PER_NODE="1(x4)",
+        SLURM_STEP_RESV_PORTS="13000",
+    )
+    resolver = distribute.cluster_resolver("multi_worker")
+    hosts = ["r1n1", "r1n2", "r2n1", "r2n2"]
+    assert resolver.cluster_spec().as_dict() == {"worker": [f"{h}:13000" for h in hosts]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 3)
 
 
 def test_slurm_resolver_keeps_the_gpus_slurm_gave(monkeypatch):
