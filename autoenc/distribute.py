@@ -158,17 +158,8 @@ class _SlurmClusterResolver(tf.distribute.cluster_resolver.SlurmClusterResolver)
     def _resolve_hostlist(self) -> list[str]:
         try:
             return super()._resolve_hostlist()
-        except ValueError:  # a node list TensorFlow cannot parse: Slurm's own expansion
-            nodelist = os.environ["SLURM_STEP_NODELIST"]
-            result = subprocess.run(
-                ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True
-            )
-            if result.returncode or not result.stdout.split():
-                raise UsageError(
-                    f"cannot expand SLURM_STEP_NODELIST={nodelist!r}:"
-                    f" scontrol show hostnames said {result.stderr.strip()!r}"
-                ) from None
-            return result.stdout.split()
+        except ValueError:  # a node list TensorFlow cannot parse
+            return _slurm_hostnames(os.environ["SLURM_STEP_NODELIST"])
 
     def cluster_spec(self) -> tf.train.ClusterSpec:
         workers = [
@@ -178,6 +169,21 @@ class _SlurmClusterResolver(tf.distribute.cluster_resolver.SlurmClusterResolver)
         ]
         self.task_type, self.task_id = "worker", self._rank
         return tf.train.ClusterSpec({"worker": workers})
+
+
+def _slurm_hostnames(nodelist: str) -> list[str]:
+    """Slurm's own expansion of a node list ("r[1-2]n[1-2]" -> r1n1, r1n2, r2n1, r2n2)."""
+    cannot = f"cannot expand SLURM_STEP_NODELIST={nodelist!r} with scontrol show hostnames"
+    try:
+        result = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True
+        )
+    except OSError as e:  # no scontrol on this node
+        raise UsageError(f"{cannot}: {e}") from None
+    hosts = result.stdout.split()
+    if result.returncode or not hosts:  # the last line of scontrol's says why
+        raise UsageError(f"{cannot}: {(result.stderr.splitlines() or ['no names'])[-1]}")
+    return hosts
 
 
 def is_chief(resolver: tf.distribute.cluster_resolver.ClusterResolver | None) -> bool:
