@@ -55,6 +55,7 @@ MODELS = tuple(MODEL_FIELDS)
 # where a larger value is inf).
 NUMBER_BOUNDS = {
     "noise_factor": Bounds(0.0),
+    "noise_factor_max": Bounds(0.0),
     "epochs": Bounds(1),
     "batch_size": Bounds(1),
     "train_examples": Bounds(0),

@@ -7,7 +7,8 @@ batches are floats. Noise is added on the fly with stateless RNG keyed on (seed,
 index): fresh every epoch, identical for the same seed, and independent of how many replicas or
 threads consume the data. A seeded stateful RNG inside `map` would repeat the same noise every epoch
 (tensorflow#35682). Validation noise is keyed on the batch index alone, so val_loss is comparable
-across epochs.
+across epochs. A blind denoiser trains on a noise level drawn per image (`noise_factor_max`),
+keyed on (seed, epoch) and the image's index; its validation keeps the one fixed level.
 """
 
 import dataclasses
@@ -15,7 +16,7 @@ import dataclasses
 import tensorflow as tf
 
 # Independent random streams derived from the one user seed.
-_SHUFFLE_STREAM, _TRAIN_NOISE_STREAM, _EVAL_NOISE_STREAM = 1, 2, 3
+_SHUFFLE_STREAM, _TRAIN_NOISE_STREAM, _EVAL_NOISE_STREAM, _NOISE_LEVEL_STREAM = 1, 2, 3, 4
 _IN_ORDER_IN_PARALLEL = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
@@ -27,8 +28,11 @@ def _stream_seed(seed: int, stream: int, *keys) -> tf.Tensor:
     return key
 
 
-def add_noise(clean: tf.Tensor, noise_factor: float, seed: tf.Tensor) -> tf.Tensor:
-    """The book's corruption, clip(x + noise_factor * N(0, 1), 0, 1), from a stateless seed."""
+def add_noise(clean: tf.Tensor, noise_factor, seed: tf.Tensor) -> tf.Tensor:
+    """The book's corruption, clip(x + noise_factor * N(0, 1), 0, 1), from a stateless seed.
+
+    `noise_factor` is a number, or a tensor that broadcasts against `clean` (one level per
+    image: shape [batch, 1, ...])."""
     noise = tf.random.stateless_normal(tf.shape(clean), seed=seed, dtype=clean.dtype)
     return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
 
@@ -54,6 +58,9 @@ class TrainBatches:
         seed: the run's seed; picks every epoch's shuffle order and noise.
         noise_factor: 0 gives clean inputs (the compression model).
         input_shape: the shape of one model input, e.g. (784,) or (28, 28, 1).
+        noise_factor_max: above 0, each image's noise level is drawn uniformly from
+            [0, noise_factor_max] instead, anew every epoch (`noise_levels`), and
+            `noise_factor` is left to validation: a blind denoiser.
     """
 
     images: tf.Tensor
@@ -61,12 +68,28 @@ class TrainBatches:
     seed: int
     noise_factor: float
     input_shape: tuple
+    noise_factor_max: float = 0.0
 
     @property
     def steps_per_epoch(self) -> int:
         """Whole batches per epoch: a partial last batch is dropped, so every step has the
         same global batch (the dropped images differ each epoch because the order does)."""
         return self.images.shape[0] // self.batch_size
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the training inputs carry noise."""
+        return self.noise_factor > 0 or self.noise_factor_max > 0
+
+    def noise_levels(self, epoch) -> tf.Tensor | None:
+        """Each training image's noise level in `epoch`, shape (N,), indexed like `images`;
+        None with one fixed level. Stateless, keyed on (seed, epoch): a level belongs to the
+        image, whatever batch or block it lands in, and is drawn anew every epoch."""
+        if self.noise_factor_max == 0:
+            return None
+        seed = _stream_seed(self.seed, _NOISE_LEVEL_STREAM, epoch)
+        count = self.images.shape[0]
+        return tf.random.stateless_uniform([count], seed=seed, maxval=self.noise_factor_max)
 
     def dataset(
         self, epoch: int, *, skip_batches: int = 0, block_sizes: list[int] | None = None
@@ -124,16 +147,19 @@ class TrainBatches:
 
     def _epoch_of_batches(self, epoch, skip):
         batches = tf.data.Dataset.from_tensor_slices(self._batch_indices(epoch)).enumerate()
+        levels = self.noise_levels(epoch)
         return batches.skip(skip).map(
-            lambda index, indices: self._batch(epoch, index, indices), **_IN_ORDER_IN_PARALLEL
+            lambda index, indices: self._batch(epoch, index, indices, levels),
+            **_IN_ORDER_IN_PARALLEL,
         )
 
     def _epoch_of_blocks(self, epoch, firsts, sizes):
         batch_indices = self._batch_indices(epoch)
+        levels = self.noise_levels(epoch)
         # Padding (size 0) fills the epochs with fewer calls than the longest.
         blocks = tf.data.Dataset.from_tensor_slices((firsts, sizes)).filter(lambda _, n: n > 0)
         return blocks.map(
-            lambda first, size: self._block(epoch, batch_indices, first, size),
+            lambda first, size: self._block(epoch, batch_indices, first, size, levels),
             **_IN_ORDER_IN_PARALLEL,
         )
 
@@ -155,24 +181,27 @@ class TrainBatches:
 
         return padded(firsts), padded(block_sizes)
 
-    def _noisy(self, clean, epoch, batch_index):
+    def _noisy(self, clean, epoch, batch_index, indices, levels):
         key = _stream_seed(self.seed, _TRAIN_NOISE_STREAM, epoch, batch_index)
-        return add_noise(to_float(clean), self.noise_factor, key)
+        factor = self.noise_factor
+        if levels is not None:  # one level per image, broadcast over its pixels
+            factor = tf.reshape(tf.gather(levels, indices), [-1] + [1] * len(self.input_shape))
+        return add_noise(to_float(clean), factor, key)
 
-    def _batch(self, epoch, batch_index, indices):
+    def _batch(self, epoch, batch_index, indices, levels):
         clean = tf.reshape(tf.gather(self.images, indices), [-1, *self.input_shape])
-        if self.noise_factor == 0:
+        if not self.noisy:
             return clean, clean
-        return self._noisy(clean, epoch, batch_index), clean
+        return self._noisy(clean, epoch, batch_index, indices, levels), clean
 
-    def _block(self, epoch, batch_indices, first_batch, size):
+    def _block(self, epoch, batch_indices, first_batch, size, levels):
         indices = batch_indices[first_batch : first_batch + size]
         shape = [size, self.batch_size, *self.input_shape]
         clean = tf.reshape(tf.gather(self.images, indices), shape)
-        if self.noise_factor == 0:
+        if not self.noisy:
             return clean, clean
         inputs = tf.map_fn(
-            lambda i: self._noisy(clean[i], epoch, first_batch + i),
+            lambda i: self._noisy(clean[i], epoch, first_batch + i, indices[i], levels),
             tf.range(size, dtype=tf.int64),
             fn_output_signature=tf.float32,
         )

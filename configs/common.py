@@ -9,6 +9,9 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.model = "conv"  # "dense" (book 5.2) or "conv" (book 5.3)
     config.noise_factor = 0.0  # input = clip(x + noise_factor * N(0, 1), 0, 1)
+    # Above 0, training draws each image's noise factor from U[0, noise_factor_max], anew each
+    # epoch (a blind denoiser); validation and the test score keep noise_factor.
+    config.noise_factor_max = 0.0
     config.epochs = 1
     config.batch_size = 128  # global batch, split across replicas
     config.train_examples = 0  # use only the first N training images; 0 = all 60,000

@@ -99,7 +99,7 @@ def test_new_models_share_weights_between_the_halves():
 
 @pytest.mark.parametrize(
     "name, params",
-    [("deep_compress", 1_083_696), ("unet_denoise", 118_113)],
+    [("deep_compress", 1_083_696), ("unet_denoise", 118_113), ("blind_denoise", 118_113)],
 )
 def test_new_configs_build_their_models(name, params):
     config = config_lib.load_config(name)

@@ -112,3 +112,56 @@ def test_a_run_of_epochs_is_one_dataset_holding_each_epochs_batches(blocks):
     for (x, y), (x_expected, y_expected) in zip(run, separately):
         np.testing.assert_array_equal(x.numpy(), x_expected.numpy())
         np.testing.assert_array_equal(y.numpy(), y_expected.numpy())
+
+
+def blind_batches(epoch, seed=0, batch_size=32, noise_factor_max=0.8):
+    batches = pipeline.TrainBatches(
+        IMAGES, batch_size, seed, 0.5, (28, 28, 1), noise_factor_max=noise_factor_max
+    )
+    return batches, [(x.numpy(), y.numpy()) for x, y in batches.dataset(epoch)]
+
+
+def image_index(clean):
+    """The index in IMAGES of each clean target (the synthetic images are all different)."""
+    originals = IMAGES.numpy().reshape(len(IMAGES), -1).astype(int)
+    flat = clean.reshape(len(clean), -1).astype(int)
+    return np.array([np.flatnonzero((originals == row).all(axis=1))[0] for row in flat])
+
+
+def test_blind_noise_level_is_drawn_per_image_and_used():
+    batches, data = blind_batches(0)
+    levels = batches.noise_levels(0).numpy()
+    assert levels.shape == (96,) and levels.min() >= 0 and levels.max() <= 0.8
+    assert levels.min() < 0.1 and levels.max() > 0.7  # spread over the whole range
+    noisy = np.concatenate([x for x, _ in data])
+    clean = np.concatenate([y for _, y in data])
+    change = np.abs(noisy - clean / 255).mean(axis=(1, 2, 3))
+    # Each image's noise grows with its own level, whatever batch it landed in.
+    rank = np.argsort(np.argsort(levels[image_index(clean)]))
+    assert np.corrcoef(rank, np.argsort(np.argsort(change)))[0, 1] > 0.9
+
+
+def test_blind_levels_are_fresh_each_epoch_and_reproducible():
+    batches, first = blind_batches(0)
+    again, same = blind_batches(0, batch_size=16)
+    np.testing.assert_array_equal(batches.noise_levels(0), again.noise_levels(0))
+    assert not np.allclose(batches.noise_levels(0), batches.noise_levels(1))
+    other, _ = blind_batches(0, seed=1)
+    assert not np.allclose(batches.noise_levels(0), other.noise_levels(0))
+    _, repeated = blind_batches(0)
+    for (a, _), (b, _) in zip(first, repeated):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fixed_level_has_no_per_image_levels_and_is_unchanged():
+    fixed = pipeline.TrainBatches(IMAGES, 32, 0, 0.5, (28, 28, 1))
+    assert fixed.noise_levels(0) is None
+    explicit = pipeline.TrainBatches(IMAGES, 32, 0, 0.5, (28, 28, 1), noise_factor_max=0.0)
+    for (a, _), (b, _) in zip(fixed.dataset(1), explicit.dataset(1)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_blind_blocks_hold_the_same_batches_as_per_batch_elements():
+    batches, per_batch = blind_batches(4, batch_size=16)
+    blocks = [x.numpy() for x, _ in batches.dataset(4, skip_batches=2, block_sizes=[1, 3])]
+    np.testing.assert_array_equal(np.concatenate(blocks), np.stack([x for x, _ in per_batch[2:]]))
