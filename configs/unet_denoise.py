@@ -2,7 +2,7 @@
 
 Command:  python launch.py --config=unet_denoise
 Recipe:   U-Net with 16/32/64 channels (two 3x3 convs per level, two 2x2 poolings, skip
-          connections), adam (lr 0.001), batch 128, 20 epochs, best checkpoint on val_loss;
+          connections), adam (lr 0.001), batch 128, 26 epochs, best checkpoint on val_loss;
           binary cross-entropy.
 Runtime and result: RESULT_PLACEHOLDER
 """
@@ -16,6 +16,6 @@ def get_config():
     config.filters = 16  # channels at full resolution; 32 and 64 below
     config.noise_factor = 0.5
     config.optimizer = "adam"
-    config.epochs = 20
+    config.epochs = 26
     config.batch_size = 128
     return config
