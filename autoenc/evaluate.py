@@ -16,14 +16,23 @@ import pathlib
 import tensorflow as tf
 
 from autoenc import checkpoints, models, pipeline, steps
+from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError
 
 
-def _check_noise_factor(noise_factor: float) -> None:
-    if not (math.isfinite(noise_factor) and noise_factor >= 0):
-        raise UsageError(f"--noise_factor={noise_factor:g}: must be a finite number, 0 or more")
+def _check_noise(noise_factor: float, seed: int) -> None:
+    """The flags' noise level and seed obey the bounds of the config fields they stand in for."""
+    if not math.isfinite(noise_factor):
+        raise UsageError(f"--noise_factor={noise_factor:g}: must be a finite number")
+    if noise_factor > config_lib.FLOAT32_MAX:  # inf in float32
+        raise UsageError(f"--noise_factor={noise_factor:g}: must be at most 3.4e+38")
+    flags = {"noise_factor": ("noise_factor", noise_factor), "eval_seed": ("seed", seed)}
+    for flag, (field, value) in flags.items():
+        problem = config_lib.NUMBER_BOUNDS[field].problem(value)
+        if problem:
+            raise UsageError(f"--{flag}={value}: {problem}")
 
 
 def evaluate_workdir(
@@ -56,7 +65,7 @@ def evaluate_workdir(
     workdir = pathlib.Path(workdir)
     noise_factor = float(config.noise_factor if noise_factor is None else noise_factor)
     seed = int(config.seed if seed is None else seed)
-    _check_noise_factor(noise_factor)
+    _check_noise(noise_factor, seed)
     best = checkpoints.best_checkpoint_path(workdir, weights)  # no run: fail before the lock
     # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
     with workdir_lib.WorkdirLock(workdir):

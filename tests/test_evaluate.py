@@ -71,8 +71,15 @@ def test_refusals_touch_nothing(tiny_data, tmp_path_factory, tmp_path):
         evaluate.evaluate_workdir(_with(config, noise_factor=0.3, seed=4), workdir, data=tiny_data)
     with pytest.raises(UsageError, match="differs in: encoding_dim, model"):
         evaluate.evaluate_workdir(tiny_config("dense"), workdir, data=tiny_data)
-    with pytest.raises(UsageError, match="--noise_factor=-0.1"):
+    with pytest.raises(UsageError, match="--noise_factor=-0.1: must be 0 or more"):
         evaluate.evaluate_workdir(config, workdir, noise_factor=-0.1, data=tiny_data)
+    for noise_factor in (float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="must be a finite number"):
+            evaluate.evaluate_workdir(config, workdir, noise_factor=noise_factor, data=tiny_data)
+    with pytest.raises(UsageError, match="--eval_seed=-1: must be 0 or more"):
+        evaluate.evaluate_workdir(config, workdir, seed=-1, data=tiny_data)
+    with pytest.raises(UsageError, match="--eval_seed=18446744073709551616: must be at most"):
+        evaluate.evaluate_workdir(config, workdir, seed=2**64, data=tiny_data)
     with pytest.raises(UserError, match="no best checkpoint"):
         evaluate.evaluate_workdir(config, tmp_path, data=tiny_data)
     assert snapshot(workdir) == before
