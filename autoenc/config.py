@@ -360,11 +360,18 @@ def to_json(config: config_dict.ConfigDict) -> str:
     return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
+# Fields added to the configs after runs were saved without them, with the value those runs
+# trained with: a saved config without the field reads as having it, so the runs still resume.
+LATER_FIELDS = {"noise_factor_max": 0.0}
+
+
 def differing_fields(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted names of the fields whose values differ between two config dicts."""
+    """Dotted names of the fields whose values differ between two config dicts (a saved
+    config without one of `LATER_FIELDS` has its value there)."""
     names = []
     for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
+        a = saved[key] if key in saved else LATER_FIELDS.get(prefix + key)
+        b = current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             names += differing_fields(a, b, f"{prefix}{key}.")
         elif json.dumps(a) != json.dumps(b):

@@ -149,3 +149,11 @@ def test_new_configs_train_resume_export_evaluate_and_apply(name, tiny_data, tmp
     else:  # fully convolutional: any size, kept
         assert outcome.problem is None
         assert np.load(out / "odd.npy").shape == (30, 33)
+
+
+def test_runs_saved_before_the_noise_level_field_still_resume():
+    current = config_lib.load_config("unet_denoise").to_dict()
+    saved = {key: value for key, value in current.items() if key != "noise_factor_max"}
+    assert config_lib.differing_fields(saved, current) == []
+    blind = config_lib.load_config("blind_denoise").to_dict()
+    assert config_lib.differing_fields(saved, blind) == ["noise_factor_max"]
