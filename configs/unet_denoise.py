@@ -4,7 +4,10 @@ Command:  python launch.py --config=unet_denoise
 Recipe:   U-Net with 16/32/64 channels (two 3x3 convs per level, two 2x2 poolings, skip
           connections), adam (lr 0.001), batch 128, 26 epochs, best checkpoint on val_loss;
           binary cross-entropy.
-Runtime and result: RESULT_PLACEHOLDER
+Runtime:  about 32 minutes (30.1 of them in the 26 epochs) on a 2-core AMD EPYC (AVX-512,
+          AVX512-BF16) shared with other jobs; less on idle cores.
+Result:   test PSNR 19.89 dB at noise 0.5, SSIM 0.701 (best epoch 23); the book's model has
+          18.81 after its 100 epochs. See docs/models.md.
 """
 
 from configs import common
