@@ -66,7 +66,7 @@ def as_config(run, config):
     return wrapped
 
 
-def make_arms(config, name: str, rounds: int, quick: bool, variants: bool) -> tuple[dict, dict]:
+def make_arms(config, name: str, rounds: int, quick: bool, switches: bool) -> tuple[dict, dict]:
     """Builds every arm of one config, {arm: run() -> Timing}, and facts about them."""
     train.set_op_determinism(config.deterministic)
     data = data_lib.load_fashion_mnist(config.data_dir or None)
@@ -85,7 +85,7 @@ def make_arms(config, name: str, rounds: int, quick: bool, variants: bool) -> tu
     if config.noise_factor:
         arms["clean"] = as_config(OurLoop(config, images, weights, 0.0).steady(timed), config)
     variants, same_steps, not_measured = {}, [], {}
-    for variant, overrides in (VARIANTS[name] if variants else {}).items():
+    for variant, overrides in (VARIANTS[name] if switches else {}).items():
         vconfig = variant_config(config, overrides)
         if timed % vconfig.steps_per_loop:
             log(f"  {variant}: left out, {timed} timed steps are not whole calls of its loop")
@@ -232,7 +232,7 @@ def main(argv=None) -> None:
         summary["targets"] = report.judge(name, summary, cpu.has_bf16_units)
         print(report.format_config(name, summary) + "\n")
     for name, summary in summaries.items():
-        print(report.format_targets(name, summary["targets"], cpu.describe()) + "\n")
+        print(report.format_targets(name, summary, cpu.describe()) + "\n")
     wall = time.perf_counter() - started
     print(f"wall time {wall / 60:.1f} min; JSON: {out}")
     write_json(out, dict(command=command, cpu=cpu.to_json(), versions=versions, configs=summaries))

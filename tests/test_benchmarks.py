@@ -64,6 +64,7 @@ def _summary(ours_over_fit: float, bf16_over_ours: float) -> dict:
         arms={"ours": arm(1000.0), "fit": arm(1000.0 / ours_over_fit), "matmul": arm(100e9)},
         flop_per_image=27.1e6,
         launch_rss_gb=0.9,
+        others_cores_max=0.1,
     )
 
 
@@ -129,3 +130,11 @@ def test_output_path_refuses_an_existing_file(tmp_path):
         clock.output_path(str(existing), "throughput")
     assert existing.read_text() == "{}"
     assert clock.output_path(None, "throughput").parent.parts[-2:] == ("runs", "benchmarks")
+
+
+def test_on_a_shared_machine_targets_are_judged_by_cpu_time():
+    summary = _summary(2.0, 2.0)  # by wall time: met
+    summary["ratios"]["ours_over_fit"]["cpu_median"] = 1.1
+    summary["others_cores_max"] = 1.5
+    verdicts = {v["target"]: v for v in report.judge("conv_denoise", summary, True)}
+    assert verdicts["ours / fit, float32 >= 1.5"]["met"] is False
