@@ -18,15 +18,19 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from autoenc import config as config_lib
 from autoenc import models
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
-# The config fields that decide the shapes of the weights in a checkpoint.
-MODEL_FIELDS = ("model", "encoding_dim")
-# ...and, with them, the noisy test images a run was scored on (the noise is keyed on the seed
-# and the batch index): what figures and evaluation must share with the run.
-RUN_FIELDS = (*MODEL_FIELDS, "noise_factor", "seed", "batch_size")
+# The config fields that decide the noisy test images a run was scored on (the noise is keyed
+# on the seed and the batch index): what figures and evaluation must share with the run too.
+TEST_NOISE_FIELDS = ("noise_factor", "seed", "batch_size")
+
+
+def model_fields(config) -> tuple[str, ...]:
+    """The config fields that decide the weights' shapes: the model and its own fields."""
+    return ("model", *config_lib.MODEL_FIELDS.get(config.model, ()))
 
 
 class RunState:
@@ -155,7 +159,7 @@ def load_best_model(
     config,
     workdir,
     *,
-    fields: tuple[str, ...] = MODEL_FIELDS,
+    also: tuple[str, ...] = (),
     hint: str = "",
     weights: str = "best",
 ) -> models.Autoencoder:
@@ -168,8 +172,8 @@ def load_best_model(
     Args:
         config: the config the run was trained with.
         workdir: the run's work directory.
-        fields: the config fields that must equal the run's (`RUN_FIELDS` when the noisy test
-            images matter too).
+        also: config fields that must equal the run's besides the model's own
+            (`TEST_NOISE_FIELDS` when the noisy test images matter too).
         hint: appended to the refusal, e.g. which flags to use instead.
         weights: "best" (WORKDIR/best) or "final" (WORKDIR/final).
 
@@ -180,7 +184,7 @@ def load_best_model(
     workdir = pathlib.Path(workdir)
     best = best_checkpoint_path(workdir, weights)
     differing = workdir_lib.saved_config_differences(workdir, config) or []
-    differing = [field for field in differing if field in fields]
+    differing = [field for field in differing if field in (*model_fields(config), *also)]
     if differing:
         raise UsageError(
             f"workdir {workdir} holds a run with a different config"

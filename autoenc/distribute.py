@@ -75,7 +75,7 @@ def cluster_resolver(name: str) -> tf.distribute.cluster_resolver.ClusterResolve
         return slurm_cluster_resolver()
     raise UsageError(
         "--strategy=multi_worker needs TF_CONFIG (or a Slurm job) to say which machines take"
-        " part; see README.md, 'Several machines'"
+        " part; see docs/distributed.md"
     )
 
 

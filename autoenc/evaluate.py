@@ -43,7 +43,7 @@ def evaluate_workdir(
 
     Args:
         config: the config the run was trained with (overrides applied); a config that differs
-            in a field of `checkpoints.RUN_FIELDS` is refused.
+            in the model's fields or `checkpoints.TEST_NOISE_FIELDS` is refused.
         workdir: a finished or interrupted run's work directory (it must have a best checkpoint).
         noise_factor: noise level of the inputs, clip(x + noise_factor·N(0,1), 0, 1); None = the
             run's own `config.noise_factor`; 0 = clean inputs.
@@ -72,7 +72,7 @@ def evaluate_workdir(
         model = checkpoints.load_best_model(
             config,
             workdir,
-            fields=checkpoints.RUN_FIELDS,
+            also=checkpoints.TEST_NOISE_FIELDS,
             hint=" (--noise_factor and --eval_seed choose another noise level or noise seed)",
             weights=weights,
         ).autoencoder

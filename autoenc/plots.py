@@ -208,7 +208,7 @@ def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
     checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
     # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
     with workdir_lib.WorkdirLock(workdir):
-        model = checkpoints.load_best_model(config, workdir, fields=checkpoints.RUN_FIELDS)
+        model = checkpoints.load_best_model(config, workdir, also=checkpoints.TEST_NOISE_FIELDS)
         model = model.autoencoder
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)

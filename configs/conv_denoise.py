@@ -3,7 +3,9 @@
 Command:  python launch.py --config=conv_denoise
 Recipe:   adadelta (lr 1.0), batch 128, 100 epochs, no early stopping (as in the book),
           best checkpoint on val_loss; binary cross-entropy.
-Runtime and result: see README.md's results table (measured on a 2-core CPU).
+Expected: test PSNR 18.81 dB, SSIM 0.630 from the best epoch (96), against 9.30 dB for the
+          noisy input; the +8 dB quality bar is passed at epoch 4. About 65 minutes on 2 cores
+          of an AMD EPYC with AVX2 (35-40 s an epoch), peak RSS 0.88 GB.
 """
 
 from configs import common

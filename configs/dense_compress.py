@@ -3,7 +3,9 @@
 Command:  python launch.py --config=dense_compress
 Recipe:   adadelta (lr 1.0), batch 256, up to 50 epochs, best checkpoint on val_loss,
           early stopping min_delta 0.0005, patience 2; binary cross-entropy.
-Runtime and result: see README.md's results table (measured on a 2-core CPU).
+Expected: early stop after epoch 47, test PSNR 17.93 dB, SSIM 0.559 (weights fingerprint
+          3d3a47a88c3e00c0 on 1 replica); about 1 minute on 2 cores of an AMD EPYC with AVX2,
+          1.9 minutes on 2 shared cores of an AMD EPYC with AVX-512 and AVX512-BF16.
 """
 
 from configs import common
@@ -19,8 +21,8 @@ def get_config():
     config.early_stopping.enabled = True
     config.early_stopping.min_delta = 0.0005
     config.early_stopping.patience = 2
-    # Speed only (benchmarks/throughput.py: the plain loop is much slower, README "Speed";
-    # same training losses to about 1e-7): XLA fuses the small matmuls, the elementwise ops and,
-    # with one replica, the optimizer update, and runs all the steps of a call as one program.
+    # Speed only (docs/speed.md; the same training losses to about 1e-7): XLA fuses the small
+    # matmuls, the elementwise ops and, with one replica, the optimizer update, and runs all the
+    # steps of a call as one program.
     config.xla = True
     return config

@@ -142,7 +142,7 @@ CASES = {
     "eval with another model": (
         ["--config=conv_denoise", "--mode=eval"],
         2,
-        "differs in: encoding_dim, model",
+        "different config (differs in: model",
     ),
     "eval at nan noise": (["--mode=eval", "--noise_factor=nan"], 2, "finite number"),
     "eval of no run": (["--mode=eval", "--workdir={empty}"], 1, "no best checkpoint"),

@@ -69,7 +69,9 @@ def test_refusals_touch_nothing(tiny_data, tmp_path_factory, tmp_path):
 
     with pytest.raises(UsageError, match=r"differs in: noise_factor, seed\).*--eval_seed"):
         evaluate.evaluate_workdir(_with(config, noise_factor=0.3, seed=4), workdir, data=tiny_data)
-    with pytest.raises(UsageError, match="differs in: encoding_dim, model"):
+    with pytest.raises(
+        UsageError, match="differs in: activity_l1, encoding_dim, model, noise_factor"
+    ):
         evaluate.evaluate_workdir(tiny_config("dense"), workdir, data=tiny_data)
     with pytest.raises(UsageError, match="--noise_factor=-0.1: must be 0 or more"):
         evaluate.evaluate_workdir(config, workdir, noise_factor=-0.1, data=tiny_data)

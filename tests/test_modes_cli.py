@@ -93,7 +93,7 @@ def test_a_failure_is_one_line_and_touches_nothing(conv_run, precious):
 @pytest.mark.parametrize(
     "mode, config_name, options, error, message",
     [
-        ("eval", "dense_compress", {}, UsageError, "differs in: encoding_dim, model"),
+        ("eval", "dense_compress", {}, UsageError, "differs in: activity_l1, encoding_dim, model"),
         ("export", "conv_denoise", {"export_dir": "{precious}/photo.png"}, UsageError, "a file"),
         (
             "apply",
