@@ -217,7 +217,12 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
     train_images, test_images = images
     input_shape = models.input_shape(config)
     batches = pipeline.TrainBatches(
-        train_images, config.batch_size, config.seed, config.noise_factor, input_shape
+        train_images,
+        config.batch_size,
+        config.seed,
+        config.noise_factor,
+        input_shape,
+        noise_factor_max=config.noise_factor_max,  # > 0: a noise level drawn per image
     )
     _log_layout(strategy, config.batch_size, train_images.shape[0], batches.steps_per_epoch)
 

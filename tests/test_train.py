@@ -9,7 +9,7 @@ from conftest import mirrored
 from tensorboard.backend.event_processing import event_accumulator
 from trained_runs import poison_latest_checkpoint
 
-from autoenc import checkpoints, train
+from autoenc import checkpoints, pipeline, train
 from autoenc import workdir as workdir_lib
 from autoenc.errors import NonFiniteLossError, UsageError, UserError
 from configs import conv_denoise, dense_compress
@@ -162,3 +162,17 @@ def test_non_finite_loss_names_epoch_and_step_and_keeps_best(tmp_path, tiny_data
     assert {p.name: p.read_bytes() for p in best_dir.iterdir()} == best_files
     restored = checkpoints.load_best_model(config, tmp_path / "run").autoencoder
     assert all(np.isfinite(weight).all() for weight in restored.get_weights())
+
+
+def test_the_loop_draws_the_configs_per_image_noise_levels(tmp_path, tiny_data, monkeypatch):
+    made = []
+    original = pipeline.TrainBatches
+
+    def recording(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(pipeline, "TrainBatches", recording)
+    config = conv_config(epochs=1, noise_factor_max=0.8)
+    train.train_and_evaluate(config, tmp_path, data=tiny_data, strategy=mirrored(1))
+    assert [batches.noise_factor_max for batches in made] == [0.8]
