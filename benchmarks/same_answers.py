@@ -14,9 +14,10 @@ Float noise is measured, not assumed: the row `one_ulp` trains the default from 
 weights nudged up by one float32 ulp each, a change as small as rounding. The conv model's
 first epoch amplifies such changes a lot, so any change of kernels or fusion moves it as much.
 
-Each epoch's val_loss is judged against a bound: the larger of the precision's tolerance (1e-4
+An epoch's val_loss is judged against a bound: the larger of the precision's tolerance (1e-4
 for float32 switches; 2% for 16-bit ones, whose activations and gradients keep 8 or 11 mantissa
-bits) and twice the `one_ulp` row's deviation at that epoch. Exits 1 if a switch is outside.
+bits) and twice the `one_ulp` row's deviation at that epoch; a float32 switch at every epoch,
+a 16-bit one after the last. Exits 1 if a switch is outside.
 The JSON goes to --out, or to a new file under runs/benchmarks/.
 """
 
@@ -141,7 +142,10 @@ def check_config(name: str, data, epochs: int, train_examples: int) -> dict:
         # Per epoch: the precision's own tolerance, or the float-noise envelope if wider.
         bounds = np.maximum(run["tolerance"], NOISE_MULTIPLE * noise)
         run["bounds"] = bounds.tolist()
-        run["same"] = bool(np.all(np.abs(diffs) <= bounds))
+        # A float32 switch must hold at every epoch; a 16-bit one after the last (its first
+        # epochs, rounded differently, swing as far as the conv model's chaotic start takes them).
+        judged = slice(None) if run["tolerance"] <= FLOAT32_TOLERANCE else slice(-1, None)
+        run["same"] = bool(np.all(np.abs(diffs[judged]) <= bounds[judged]))
     gain = 1 - reference[-1] / reference[0]
     return dict(
         epochs=epochs,
@@ -177,7 +181,8 @@ def format_config(name: str, result: dict) -> str:
         )
     lines.append(
         f"  (bound per epoch: the precision's tolerance ({FLOAT32_TOLERANCE:.0e} float32, 2%"
-        f" 16-bit) or {NOISE_MULTIPLE:g}x the {NUDGED} row's |rel diff| at that epoch, the larger)"
+        f" 16-bit) or {NOISE_MULTIPLE:g}x the {NUDGED} row's |rel diff| at that epoch, the larger;"
+        " float32 switches judged at every epoch, 16-bit ones after the last)"
     )
     return "\n".join(lines)
 
