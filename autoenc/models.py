@@ -6,10 +6,12 @@ book's compression example where the decoder is rebuilt from the autoencoder's l
 Besides the book's `dense_autoencoder` and `conv_denoiser` there are `deep_dense_autoencoder`
 (hidden layers around the code) and `unet_denoiser` (skip connections, any image size).
 
-`precision` is a Keras dtype policy name for every layer but the last: "float32", or
-"mixed_float16" / "mixed_bfloat16" (compute in 16 bits, keep float32 weights). The last layer
-always computes in float32, so the sigmoid output and the loss are float32 (Keras' advice for
-mixed precision: a 16-bit sigmoid saturates and its BCE loses precision).
+`precision` is a Keras dtype policy name: "float32", or "mixed_float16" / "mixed_bfloat16"
+(compute in 16 bits, keep float32 weights). The output's sigmoid always computes in float32, so
+the output and the loss are float32 (Keras' advice for mixed precision: a 16-bit sigmoid
+saturates and its BCE loses precision). The dense models' last layer computes in float32; the
+convolutional models' last convolution computes in 16 bits and a float32 sigmoid follows it
+(`sigmoid_output`), since that convolution, at full resolution, is a large part of their step.
 """
 
 from typing import NamedTuple
@@ -88,7 +90,7 @@ def conv_denoiser(precision: str = "float32") -> Autoencoder:
         keras.layers.UpSampling2D(2, name="dec_up1", dtype=precision),  # 14x14x32
         conv(32, "relu", "dec_conv2"),  # 14x14x32
         keras.layers.UpSampling2D(2, name="dec_up2", dtype=precision),  # 28x28x32
-        conv(1, "sigmoid", "dec_conv3", dtype="float32"),  # 28x28x1
+        *sigmoid_output(lambda act, dtype: conv(1, act, "dec_conv3", dtype), precision),  # 28x28x1
     ]
 
     def apply(layers, x):
@@ -221,18 +223,33 @@ def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
     join1 = layer(keras.layers.Concatenate, name="dec_skip1")
     join2 = layer(keras.layers.Concatenate, name="dec_skip2")
     convs1, convs2 = twice(widths[1], "dec1_conv"), twice(widths[0], "dec2_conv")
-    output = conv(1, "dec_out", activation="sigmoid", dtype="float32")
+    output = sigmoid_output(lambda act, dtype: conv(1, "dec_out", act, dtype), precision)
 
     def decode(code):
         full, half, quarter = split(code)
         x = _chain(convs1, join1([_chain(up1, quarter), unpack_half(half)]))
         x = _chain(convs2, join2([_chain(up2, x), unpack_full(full)]))
-        return output(x)
+        return _chain(output, x)
 
     autoencoder = keras.Model(image, decode(code), name="unet_denoiser")
     code_input = keras.Input(shape=code.shape[1:], name="code")
     decoder = keras.Model(code_input, decode(code_input), name="decoder")
     return Autoencoder(autoencoder, encoder, decoder)
+
+
+def sigmoid_output(make_conv, precision: str) -> list:
+    """The output layers of the convolutional models: a one-channel convolution and a sigmoid.
+
+    In float32 it is one `Conv2D(1, sigmoid)` layer, the book's. In mixed precision the
+    convolution computes in 16 bits without an activation and a float32 `Activation` layer
+    applies the sigmoid, as Keras' mixed-precision guide does it, so only the sigmoid and the
+    loss pay for float32. `make_conv(activation, dtype)` builds the model's one-channel Conv2D.
+    """
+    if precision == "float32":
+        return [make_conv("sigmoid", "float32")]
+    convolution = make_conv(None, precision)
+    name = f"{convolution.name}_sigmoid"
+    return [convolution, keras.layers.Activation("sigmoid", name=name, dtype="float32")]
 
 
 def _chain(layers, x):

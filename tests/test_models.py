@@ -1,6 +1,7 @@
 """The models: parameter counts, shapes, and shared encoder/decoder weights; the new configs'
 models also train, resume, export, evaluate and apply end to end on tiny data."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -157,3 +158,18 @@ def test_runs_saved_before_the_noise_level_field_still_resume():
     assert config_lib.differing_fields(saved, current) == []
     blind = config_lib.load_config("blind_denoise").to_dict()
     assert config_lib.differing_fields(saved, blind) == ["noise_factor_max"]
+
+
+@pytest.mark.parametrize(
+    "build", [models.conv_denoiser, models.unet_denoiser], ids=["conv", "unet"]
+)
+def test_mixed_precision_output_convolution_is_16_bit_and_its_sigmoid_float32(build):
+    book = build(precision="float32").autoencoder
+    assert book.layers[-1].activation is keras.activations.sigmoid  # one Conv2D, as the book's
+    mixed = build(precision="mixed_bfloat16").autoencoder
+    convolution, sigmoid = mixed.layers[-2:]
+    assert convolution.compute_dtype == "bfloat16" and sigmoid.compute_dtype == "float32"
+    assert mixed.count_params() == book.count_params() and mixed.output.dtype == "float32"
+    images = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype("float32")
+    outputs = mixed(images).numpy()
+    assert outputs.dtype == np.float32 and ((outputs > 0) & (outputs < 1)).all()
