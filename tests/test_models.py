@@ -119,7 +119,7 @@ def tiny(name):
     return config
 
 
-@pytest.mark.parametrize("name", ["deep_compress", "unet_denoise"])
+@pytest.mark.parametrize("name", ["deep_compress", "unet_denoise", "blind_denoise"])
 def test_new_configs_train_resume_export_evaluate_and_apply(name, tiny_data, tmp_path):
     config, workdir = tiny(name), tmp_path / "run"
     train.train_and_evaluate(config, workdir, data=tiny_data, strategy=mirrored(1))
