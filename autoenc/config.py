@@ -20,6 +20,7 @@ from autoenc.errors import UsageError
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZERS = ("adadelta", "adam")
+LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
@@ -278,6 +279,8 @@ def _check_choices(config) -> None:
         _fail(config, "model", f"must be one of {', '.join(MODELS)}")
     if config.optimizer not in OPTIMIZERS:
         _fail(config, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        _fail(config, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
     if config.precision not in PRECISIONS:
         _fail(config, "precision", f"must be one of {', '.join(PRECISIONS)}")
     missing = [field for field in MODEL_FIELDS[config.model] if field not in config]
@@ -362,7 +365,7 @@ def to_json(config: config_dict.ConfigDict) -> str:
 
 # Fields added to the configs after runs were saved without them, with the value those runs
 # trained with: a saved config without the field reads as having it, so the runs still resume.
-LATER_FIELDS = {"noise_factor_max": 0.0}
+LATER_FIELDS = {"noise_factor_max": 0.0, "lr_schedule": "constant"}
 
 
 def differing_fields(saved: dict, current: dict, prefix: str = "") -> list[str]:

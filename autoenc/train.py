@@ -36,10 +36,17 @@ DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
 GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
 
 
-def make_optimizer(config) -> keras.optimizers.Optimizer:
-    """Adadelta or Adam at `config.learning_rate`, or at the book-faithful default if None;
+def make_optimizer(config, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+    """Adadelta or Adam at `config.learning_rate`, or at the book-faithful default if None,
+    decayed to 0 over `config.epochs` of `steps_per_epoch` steps with `lr_schedule="cosine"`;
     wrapped in dynamic loss scaling for mixed_float16."""
     learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.optimizer]
+    if config.lr_schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError("a cosine learning-rate schedule needs the steps per epoch")
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=config.epochs * steps_per_epoch
+        )
     if config.optimizer == "adadelta":
         optimizer = keras.optimizers.Adadelta(learning_rate=learning_rate)
     else:
@@ -49,19 +56,21 @@ def make_optimizer(config) -> keras.optimizers.Optimizer:
     return optimizer
 
 
-def build_model_and_optimizer(config, strategy, initial_weights: list | None = None):
+def build_model_and_optimizer(
+    config, strategy, initial_weights: list | None = None, steps_per_epoch: int | None = None
+):
     """The models a config names and their optimizer, made in `strategy`'s scope, with the
     optimizer built before any step: otherwise MirroredStrategy's first step under a Keras 3
     optimizer fails ("You must feed a value for placeholder tensor 'cond/...'").
 
-    `initial_weights` (the autoencoder's) replace the ones the seed gave. Returns the
-    `models.Autoencoder` and the optimizer.
+    `initial_weights` (the autoencoder's) replace the ones the seed gave; `steps_per_epoch`
+    sizes a learning-rate schedule. Returns the `models.Autoencoder` and the optimizer.
     """
     with strategy.scope():
         nets = models.build(config)
         if initial_weights is not None:
             nets.autoencoder.set_weights(initial_weights)
-        optimizer = make_optimizer(config)
+        optimizer = make_optimizer(config, steps_per_epoch)
         optimizer.build(nets.autoencoder.trainable_variables)
     return nets, optimizer
 
@@ -228,7 +237,9 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
 
     keras.utils.set_random_seed(config.seed)
     counters = checkpoints_lib.RunState()  # plain variables, outside the strategy scope
-    nets, optimizer = build_model_and_optimizer(config, strategy)
+    nets, optimizer = build_model_and_optimizer(
+        config, strategy, steps_per_epoch=batches.steps_per_epoch
+    )
     with strategy.scope():
         checkpoints = checkpoints_lib.RunCheckpoints(
             output_dir, nets.autoencoder, optimizer, counters, resume_from=workdir
@@ -352,7 +363,7 @@ def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: flo
 
 def _write_epoch_summaries(run: _Run, train_scalars: dict, val: dict) -> None:
     grid_inputs, grid_targets = run.grid
-    learning_rate = float(np.asarray(run.optimizer.learning_rate.value))
+    learning_rate = float(keras.ops.convert_to_numpy(run.optimizer.learning_rate))
     run.summaries.epoch_end(
         run.epoch,
         train=dict(train_scalars, learning_rate=learning_rate),

@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     # None = the optimizer's book-faithful default: 1.0 for adadelta (as Keras 1 ran it),
     # 0.001 for adam. Keras 3's own Adadelta default (0.001) barely trains.
     config.learning_rate = config_dict.placeholder(float)
+    # "constant", or "cosine": from learning_rate down to 0 over the config's epochs (Keras'
+    # CosineDecay), so the last epochs settle instead of jittering at the full rate.
+    config.lr_schedule = "constant"
     config.data_dir = ""  # "" = search Keras' cache, then /usr/share/datasets/fashion-mnist
 
     # Mirrors keras.callbacks.EarlyStopping; off unless an experiment turns it on.

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import mirrored
 from tensorboard.backend.event_processing import event_accumulator
 from trained_runs import poison_latest_checkpoint
@@ -176,3 +177,21 @@ def test_the_loop_draws_the_configs_per_image_noise_levels(tmp_path, tiny_data, 
     config = conv_config(epochs=1, noise_factor_max=0.8)
     train.train_and_evaluate(config, tmp_path, data=tiny_data, strategy=mirrored(1))
     assert [batches.noise_factor_max for batches in made] == [0.8]
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs(tmp_path, tiny_data):
+    config = dense_config(epochs=2, optimizer="adam", lr_schedule="cosine")
+    train.train_and_evaluate(config, tmp_path, data=tiny_data, strategy=mirrored(1))
+    accumulator = event_tags(tmp_path / "train")
+    rates = [
+        float(tf.make_ndarray(event.tensor_proto))
+        for event in accumulator.Tensors("epoch_learning_rate")
+    ]
+    # After epoch e of 2 the rate is 0.001 * (1 + cos(pi * e / 2)) / 2: half, then zero.
+    np.testing.assert_allclose(rates, [0.0005, 0.0], atol=1e-7)
+
+
+def test_unknown_learning_rate_schedule_is_refused():
+    config = dense_config(lr_schedule="linear")
+    with pytest.raises(UsageError, match="lr_schedule=linear: must be one of constant, cosine"):
+        train.train_and_evaluate(config, "unused", data=None)
