@@ -152,12 +152,14 @@ def test_new_configs_train_resume_export_evaluate_and_apply(name, tiny_data, tmp
         assert np.load(out / "odd.npy").shape == (30, 33)
 
 
-def test_runs_saved_before_the_noise_level_field_still_resume():
-    current = config_lib.load_config("unet_denoise").to_dict()
-    saved = {key: value for key, value in current.items() if key != "noise_factor_max"}
-    assert config_lib.differing_fields(saved, current) == []
-    blind = config_lib.load_config("blind_denoise").to_dict()
-    assert config_lib.differing_fields(saved, blind) == ["noise_factor_max"]
+def test_runs_saved_before_the_noise_level_and_schedule_fields_still_resume():
+    current = config_lib.load_config("blind_denoise").to_dict()
+    later = ("noise_factor_max", "lr_schedule")
+    saved = {key: value for key, value in current.items() if key not in later}
+    assert config_lib.differing_fields(saved, {**current, "noise_factor_max": 0.0}) == []
+    assert config_lib.differing_fields(saved, current) == ["noise_factor_max"]
+    cosine = {**current, "noise_factor_max": 0.0, "lr_schedule": "cosine"}
+    assert config_lib.differing_fields(saved, cosine) == ["lr_schedule"]
 
 
 @pytest.mark.parametrize(
