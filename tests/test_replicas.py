@@ -19,7 +19,12 @@ STEPS = 5
 
 def train_weights(config, replicas, initial_weights):
     strategy = mirrored(replicas)
-    nets, optimizer = train.build_model_and_optimizer(config, strategy, initial_weights)
+    nets, optimizer = train.build_model_and_optimizer(
+        config,
+        strategy,
+        initial_weights,
+        steps_per_epoch=STEPS,  # sizes a cosine schedule
+    )
     model = nets.autoencoder
     train_steps = steps.TrainSteps(strategy, model, optimizer, config.batch_size)
     batches = pipeline.TrainBatches(
