@@ -74,7 +74,7 @@ NUMBER_BOUNDS = {
 INT_LIMIT = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 # The values the training loop logs after each epoch, which early stopping may monitor, and
-# the direction in which each improves (autoenc.train.METRIC_DIRECTIONS for the val_ metrics).
+# the direction in which each improves (autoenc.loop_state.METRIC_DIRECTIONS derives from it).
 LOGGED_VALUES = {
     "loss": "min",
     "val_loss": "min",
@@ -84,6 +84,10 @@ LOGGED_VALUES = {
     "val_ssim": "max",
 }
 EARLY_STOPPING_MODES = ("auto", "min", "max")
+# Fields added to the configs after runs were saved without them, with the value those runs
+# trained with: a saved config without the field reads as having it, so the runs still resume
+# and their modes still work.
+LATER_FIELDS = {"noise_factor_max": 0.0, "lr_schedule": "constant"}
 # Fields a finished or interrupted run may change on resume without starting over: more epochs,
 # and settings that change how the run is carried out or shown, never what it computes.
 RESUMABLE_CHANGES = (
@@ -167,6 +171,12 @@ def load_run_config(workdir) -> config_dict.ConfigDict:
         ) from None
     except (OSError, ValueError) as e:
         raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    for dotted, value in LATER_FIELDS.items():  # a run saved before the field existed
+        *parents, leaf = dotted.split(".")
+        node = saved
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(leaf, value)
     config = config_dict.ConfigDict(saved)
     config.lock()
     return config
@@ -361,11 +371,6 @@ def field_type(config: config_dict.ConfigDict, dotted: str) -> type:
 def to_json(config: config_dict.ConfigDict) -> str:
     """The config as indented JSON, as written to `WORKDIR/config.json`."""
     return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
-
-
-# Fields added to the configs after runs were saved without them, with the value those runs
-# trained with: a saved config without the field reads as having it, so the runs still resume.
-LATER_FIELDS = {"noise_factor_max": 0.0, "lr_schedule": "constant"}
 
 
 def differing_fields(saved: dict, current: dict, prefix: str = "") -> list[str]:

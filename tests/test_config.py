@@ -1,5 +1,6 @@
 """Configs by name or path, typed overrides, range checks, and resume compatibility."""
 
+import json
 import subprocess
 import sys
 
@@ -200,3 +201,14 @@ def test_validation_answers_without_tensorflow():
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["UsageError", "False"], result.stderr
+
+
+def test_a_run_saved_before_later_fields_loads_with_the_values_it_trained_with(tmp_path):
+    saved = config_lib.load_config("conv_denoise").to_dict()
+    for field in config_lib.LATER_FIELDS:
+        del saved[field]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = config_lib.load_run_config(tmp_path)
+    config_lib.validate(config)  # raised AttributeError on the missing fields
+    for field, value in config_lib.LATER_FIELDS.items():
+        assert config_lib.config_value(config, field) == value
