@@ -1,9 +1,9 @@
 """What the outer loop carries from one epoch to the next, saved with every checkpoint.
 
-`LoopState` holds the history rows, the best-checkpoint decision, the early-stopping counters
-and whether early stopping has ended the run. It travels inside the latest checkpoint as JSON
-(`to_checkpoint` / `from_checkpoint`), so a resumed run makes exactly the decisions an
-uninterrupted one would.
+`LoopState` holds the history rows, the best-checkpoint decision and the early-stopping counters
+(which also say whether early stopping has ended the run). It travels inside the latest
+checkpoint as JSON (`to_checkpoint` / `from_checkpoint`), so a resumed run makes exactly the
+decisions an uninterrupted one would.
 """
 
 import dataclasses
@@ -46,13 +46,17 @@ class LoopState:
         history: one dict per finished epoch, with `HISTORY_FIELDS`.
         best: which epoch's weights are the best so far on val_loss (`ModelCheckpoint`'s rule).
         early_stopping: the stopping rule and its counters; None when the config turns it off.
-        stopped_early: whether early stopping has ended the run.
     """
 
     history: list[dict]
     best: callbacks.BestCheckpoint
     early_stopping: callbacks.EarlyStopping | None
-    stopped_early: bool = False
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping has ended the run (it records the epoch it stopped at, as
+        Keras' `stopped_epoch`, which is never epoch 0)."""
+        return bool(self.early_stopping and self.early_stopping.stopped_epoch > 0)
 
     @classmethod
     def fresh(cls, config) -> "LoopState":
@@ -68,7 +72,6 @@ class LoopState:
         """The state `to_checkpoint` saved ({} for a run without a checkpoint yet)."""
         state = cls.fresh(config)
         state.history = list(saved.get("history", []))
-        state.stopped_early = bool(saved.get("stopped_early", False))
         if "best" in saved:
             state.best.load_state_dict(saved["best"])
         if state.early_stopping and "early_stopping" in saved:
@@ -77,9 +80,7 @@ class LoopState:
 
     def to_checkpoint(self) -> dict:
         """The state as a JSON-serialisable dict, for `from_checkpoint`."""
-        saved = dict(
-            history=self.history, best=self.best.state_dict(), stopped_early=self.stopped_early
-        )
+        saved = dict(history=self.history, best=self.best.state_dict())
         if self.early_stopping:
             saved["early_stopping"] = self.early_stopping.state_dict()
         return saved

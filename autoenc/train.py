@@ -185,7 +185,7 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
     """
     run = _build_run(config, workdir, output_dir, images, strategy, stop_signals)
     plan = _plan_calls(run)  # [(epoch, steps per train_steps call)] for the rest of the run
-    if plan and not run.loop.stopped_early:
+    if plan:
         skip = _done_in_epoch(run)
         iterator = run.train_steps.run_iterator(run.batches, plan, skip_batches=skip)
     for _, calls in plan:
@@ -199,11 +199,14 @@ def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
 
 def _plan_calls(run: _Run) -> list[tuple[int, list[int]]]:
     """Each remaining epoch with its `train_steps` calls (`steps.call_sizes`), planned up
-    front so that one input iterator serves the rest of the run."""
+    front so that one input iterator serves the rest of the run; none once early stopping
+    has ended it."""
+    if run.loop.stopped_early:
+        return []
     config, steps_per_epoch = run.config, run.batches.steps_per_epoch
     plan, done, step = [], _done_in_epoch(run), run.step
+    every = config.checkpoint_every_steps
     for epoch in range(run.epoch, config.epochs):
-        every = config.checkpoint_every_steps
         calls = steps.call_sizes(done, steps_per_epoch, config.steps_per_loop, every, step=step)
         plan.append((epoch, calls))
         step, done = step + sum(calls), 0
@@ -335,7 +338,7 @@ def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: flo
         run.checkpoints.save_best(epoch + 1)
         run.loop.best.commit(epoch, logs)  # only after the save succeeded
     if run.loop.early_stopping:
-        run.loop.stopped_early = run.loop.early_stopping.update(epoch, logs)
+        run.loop.early_stopping.update(epoch, logs)  # stops the run by its stopped_epoch
         if run.loop.early_stopping.restored_epoch() == epoch:  # Keras snapshots these weights
             run.checkpoints.save_final(epoch + 1)
     images_per_sec = trained_steps * config.batch_size / max(train_seconds, 1e-9)
