@@ -27,9 +27,18 @@ def finish(run) -> dict:
     with run.stop_signals.stopping_at_once(FINISH_INTERRUPTED):
         final_epoch = _keep_final_weights(run)
         best_epoch = run.loop.best.best_epoch + 1
-        final_test = None if final_epoch == best_epoch else _test_metrics(run)["test"]
+        # The final weights are scored only when they are not the best ones.
+        final_test = None
+        if final_epoch != best_epoch:
+            final_test = steps.quality(run.eval_sums, run.eval_data_distributed)
         run.checkpoints.restore_best()
-        test = _test_metrics(run)
+        test = steps.test_metrics(
+            run.strategy,
+            run.model,
+            run.eval_data_distributed,
+            run.config.noise_factor,
+            eval_sums=run.eval_sums,  # traced for validation already
+        )
         metrics = dict(
             best_epoch=best_epoch,
             best_val_loss=run.loop.best.best,
@@ -66,11 +75,6 @@ def _keep_final_weights(run) -> int:
         run.checkpoints.save_final(run.epoch)
         return run.epoch
     return run.checkpoints.restore_final()
-
-
-def _test_metrics(run) -> dict:
-    strategy, noise_factor = run.strategy, run.config.noise_factor
-    return steps.test_metrics(strategy, run.model, run.eval_data_distributed, noise_factor)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -266,13 +266,17 @@ def sums_to_means(sums) -> dict[str, float]:
     return {name: total / count for name, total in zip(names, totals)}
 
 
-def test_metrics(strategy, model, dist_eval_data, noise_factor: float) -> dict:
+def quality(eval_sums, dist_eval_data) -> dict[str, float]:
+    """The {bce, mse, psnr, ssim} means of one `eval_sums` pass over the data."""
+    means = sums_to_means(eval_sums(dist_eval_data))
+    return {name: means[name] for name in metrics.QUALITY_NAMES}
+
+
+def test_metrics(strategy, model, dist_eval_data, noise_factor: float, eval_sums=None) -> dict:
     """metrics.json's `test` (the model's output vs the clean test images) and, for a denoiser,
-    `noisy_input` (the noisy input itself vs the clean images: the baseline to beat)."""
-    names = ("bce", "mse", "psnr", "ssim")
-    test = sums_to_means(make_eval_sums(strategy, model)(dist_eval_data))
-    metrics = {"test": {name: test[name] for name in names}}
+    `noisy_input` (the noisy input itself vs the clean images: the baseline to beat).
+    `eval_sums` is the model's `make_eval_sums` function if the caller has one already."""
+    result = {"test": quality(eval_sums or make_eval_sums(strategy, model), dist_eval_data)}
     if noise_factor:
-        noisy = sums_to_means(make_eval_sums(strategy, None)(dist_eval_data))
-        metrics["noisy_input"] = {name: noisy[name] for name in names}
-    return metrics
+        result["noisy_input"] = quality(make_eval_sums(strategy, None), dist_eval_data)
+    return result
