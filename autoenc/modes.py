@@ -41,6 +41,7 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
             raise UsageError(f"--{flag} is for --mode={owners}, not --mode={mode}")
     if mode != "train":
         workdir_lib.check_readable(workdir)
+    weights = options.get("weights") or "best"  # which checkpoint eval/export/apply use
     if mode == "train":
         metrics = train.train_and_evaluate(config, workdir, strategy_name=strategy_name)
         logging.info("metrics in %s/metrics.json: test %s", workdir, metrics["test"])
@@ -52,16 +53,14 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         logging.info("figures: %s", ", ".join(str(path) for path in paths))
     elif mode == "eval":
         noise_factor, seed = options.get("noise_factor"), options.get("eval_seed")
-        run_eval(config, workdir, noise_factor, seed, options.get("weights") or "best")
+        run_eval(config, workdir, noise_factor, seed, weights)
     elif mode == "export":
-        weights = options.get("weights") or "best"
         path = export.export_workdir(config, workdir, options.get("export_dir"), weights)
         signatures = "serving_default, reconstruct, encode, decode"
         logging.info("SavedModel in %s (signatures: %s)", path, signatures)
     else:
         inputs, output_dir = options.get("inputs"), options.get("output_dir")
-        overwrite, weights = bool(options.get("overwrite")), options.get("weights") or "best"
-        run_apply(config, workdir, inputs, output_dir, overwrite, weights)
+        run_apply(config, workdir, inputs, output_dir, bool(options.get("overwrite")), weights)
 
 
 def run_eval(config, workdir, noise_factor, seed, weights="best") -> None:
