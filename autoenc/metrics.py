@@ -40,7 +40,8 @@ def ssim_28x28(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
 
     `tf.image.ssim` filters with a depthwise convolution, most of an epoch's evaluation on a
     2-core CPU (about 13 s per 10,000 images on an AMD EPYC with AVX2); the same separable
-    Gaussian as two small matrix products is over 10x faster. Inputs are (batch, 28, 28, 1) in [0, 1].
+    Gaussian as two small matrix products is over 10x faster. Inputs are (batch, 28, 28, 1) in
+    [0, 1].
     """
     band = _gaussian_band()
     x, y = targets[..., 0], outputs[..., 0]
