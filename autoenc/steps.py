@@ -73,8 +73,8 @@ class TrainSteps:
     per step, so the host can name the exact step where a loss stopped being finite.
 
     How a call runs depends on the strategy, the model and `jit_compile`, and the input it
-    takes with it; `epoch_iterator` gives the matching input, so the caller only says which
-    calls it will make:
+    takes with it; `run_iterator` (or `epoch_iterator` for one epoch) gives the matching input,
+    so the caller only says which calls it will make:
     - one replica, XLA, no convolution: the call's batches arrive as one block and all its steps
       run as one XLA program (`_steps_in_one_program`), saving a launch per step;
     - one replica, XLA, convolutions: one XLA program per step (inside XLA's loop its CPU
