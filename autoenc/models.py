@@ -12,12 +12,18 @@ the output and the loss are float32 (Keras' advice for mixed precision: a 16-bit
 saturates and its BCE loses precision). The dense models' last layer computes in float32; the
 convolutional models' last convolution computes in 16 bits and a float32 sigmoid follows it
 (`sigmoid_output`), since that convolution, at full resolution, is a large part of their step.
+
+The conv model computes each of the book's UpSampling2D(2) + Conv2D pairs as one
+`layers.UpsampledConv2D`: the same function of the same weights with 16 instead of 36
+multiply-adds per pixel and channel pair, and checkpoints interchangeable with the book's
+layers (`conv_denoiser(fused_upsampling=False)` builds those, as the benchmark's `fit` does).
 """
 
 from typing import NamedTuple
 
 import keras
-import tensorflow as tf
+
+from autoenc.layers import DepthToSpace, SpaceToDepth, SplitChannels, UpsampledConv2D
 
 IMAGE_SHAPE = (28, 28, 1)
 FLAT_SIZE = 28 * 28
@@ -63,11 +69,15 @@ def dense_autoencoder(
     return Autoencoder(autoencoder, encoder, decoder)
 
 
-def conv_denoiser(precision: str = "float32") -> Autoencoder:
+def conv_denoiser(precision: str = "float32", fused_upsampling: bool = True) -> Autoencoder:
     """Book section 5.3: Conv32-Pool-Conv32-Pool | Conv32-Up-Conv32-Up-Conv1, 3x3 'same'.
 
     Args:
         precision: the dtype policy of every layer but the last (see the module docstring).
+        fused_upsampling: compute each UpSampling2D(2) with the convolution after it as one
+            `layers.UpsampledConv2D` (the same function and weights, fewer multiply-adds);
+            False builds the book's Keras layers as they are. The weights and checkpoints of
+            both are interchangeable.
 
     Returns:
         The denoiser (28,353 parameters), its encoder (28x28x1 -> 7x7x32) and its decoder
@@ -79,6 +89,16 @@ def conv_denoiser(precision: str = "float32") -> Autoencoder:
             filters, 3, activation=activation, padding="same", name=name, dtype=dtype
         )
 
+    def up(name):
+        if fused_upsampling:  # the next layer upsamples; a no-op keeps the book's layer positions
+            return keras.layers.Identity(name=name, dtype=precision)  # (checkpoints record them)
+        return keras.layers.UpSampling2D(2, name=name, dtype=precision)
+
+    def up_conv(filters, activation, name, dtype=precision):
+        if not fused_upsampling:
+            return conv(filters, activation, name, dtype)
+        return UpsampledConv2D(filters, activation, name=name, dtype=dtype)
+
     encoder_layers = [
         conv(32, "relu", "enc_conv1"),  # 28x28x32
         keras.layers.MaxPooling2D(2, padding="same", name="enc_pool1", dtype=precision),  # 14x14x32
@@ -87,24 +107,19 @@ def conv_denoiser(precision: str = "float32") -> Autoencoder:
     ]
     decoder_layers = [
         conv(32, "relu", "dec_conv1"),  # 7x7x32
-        keras.layers.UpSampling2D(2, name="dec_up1", dtype=precision),  # 14x14x32
-        conv(32, "relu", "dec_conv2"),  # 14x14x32
-        keras.layers.UpSampling2D(2, name="dec_up2", dtype=precision),  # 28x28x32
-        *sigmoid_output(lambda act, dtype: conv(1, act, "dec_conv3", dtype), precision),  # 28x28x1
+        up("dec_up1"),  # 14x14x32 (fused: still 7x7x32)
+        up_conv(32, "relu", "dec_conv2"),  # 14x14x32
+        up("dec_up2"),  # 28x28x32 (fused: still 14x14x32)
+        *sigmoid_output(
+            lambda act, dtype: up_conv(1, act, "dec_conv3", dtype), precision
+        ),  # 28x28x1
     ]
-
-    def apply(layers, x):
-        for layer in layers:
-            x = layer(x)
-        return x
-
-    image = keras.Input(shape=IMAGE_SHAPE, name="image")
-    code = apply(encoder_layers, image)
-    autoencoder = keras.Model(image, apply(decoder_layers, code), name="conv_denoiser")
-    encoder = keras.Model(image, code, name="encoder")
-    code_input = keras.Input(shape=code.shape[1:], name="code")
-    decoder = keras.Model(code_input, apply(decoder_layers, code_input), name="decoder")
-    return Autoencoder(autoencoder, encoder, decoder)
+    return _assemble(
+        encoder_layers,
+        decoder_layers,
+        keras.Input(shape=IMAGE_SHAPE, name="image"),
+        "conv_denoiser",
+    )
 
 
 def deep_dense_autoencoder(
@@ -136,41 +151,6 @@ def deep_dense_autoencoder(
     return _assemble(
         encoder_layers, decoder_layers, keras.Input(shape=(FLAT_SIZE,), name="image"), "deep_dense"
     )
-
-
-class SpaceToDepth(keras.layers.Layer):
-    """Moves each `block` x `block` patch of pixels into channels (tf.nn.space_to_depth)."""
-
-    def __init__(self, block: int, **kwargs):
-        super().__init__(**kwargs)
-        self.block = block
-
-    def call(self, x):
-        return tf.nn.space_to_depth(x, self.block)
-
-    def get_config(self):
-        return {**super().get_config(), "block": self.block}
-
-
-class DepthToSpace(SpaceToDepth):
-    """The inverse of `SpaceToDepth` with the same block (tf.nn.depth_to_space)."""
-
-    def call(self, x):
-        return tf.nn.depth_to_space(x, self.block)
-
-
-class SplitChannels(keras.layers.Layer):
-    """Splits the last axis into consecutive parts of the given sizes (a list of tensors)."""
-
-    def __init__(self, sizes: tuple, **kwargs):
-        super().__init__(**kwargs)
-        self.sizes = tuple(sizes)
-
-    def call(self, x):
-        return tf.split(x, list(self.sizes), axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "sizes": self.sizes}
 
 
 def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
@@ -274,12 +254,16 @@ def _assemble(encoder_layers, decoder_layers, image, name) -> Autoencoder:
 FLAT_MODELS = ("dense", "deep_dense")
 
 
-def build(config) -> Autoencoder:
-    """Builds the model a config names (`config.model`, one of config.MODEL_FIELDS)."""
+def build(config, fused_upsampling: bool = True) -> Autoencoder:
+    """Builds the model a config names (`config.model`, one of config.MODEL_FIELDS).
+
+    `fused_upsampling=False` builds the book's conv model from Keras' own layers (see
+    `conv_denoiser`); the other models do not depend on it.
+    """
     if config.model == "dense":
         return dense_autoencoder(config.encoding_dim, config.activity_l1, config.precision)
     if config.model == "conv":
-        return conv_denoiser(config.precision)
+        return conv_denoiser(config.precision, fused_upsampling)
     if config.model == "deep_dense":
         return deep_dense_autoencoder(config.encoding_dim, config.hidden_units, config.precision)
     if config.model == "unet":

@@ -1,6 +1,7 @@
-"""Keras `model.fit` on the same model, weights and global batch as our loop, compiled as the
-book compiles it (Adadelta at learning rate 1.0, binary cross-entropy), on numpy arrays: the
-clean images as input and target, or (conv) noisy inputs made once up front, as the book does.
+"""Keras `model.fit` on the same model, built from the book's Keras layers, with the same
+weights and global batch as our loop, compiled as the book compiles it (Adadelta at learning
+rate 1.0, binary cross-entropy), on numpy arrays: the clean images as input and target, or
+(conv) noisy inputs made once up front, as the book does.
 
 `fit_arm` runs in the benchmark's process (launch.py's process settings). `FitProcess` runs it
 in a Python process of its own with the environment as given, so at TensorFlow's defaults, as a
@@ -52,7 +53,9 @@ def fit_arm(config, x_train: np.ndarray, initial_weights: list, timed_steps: int
         noise = np.random.default_rng(config.seed).standard_normal(clean.shape, np.float32)
         inputs = np.clip(clean + config.noise_factor * noise, 0.0, 1.0)
         del noise
-    model = models.build(config).autoencoder  # in the config's precision
+    # The book's own Keras layers (UpSampling2D, Conv2D), as a reader of the book runs `fit`;
+    # the weights are interchangeable with our model's. In the config's precision.
+    model = models.build(config, fused_upsampling=False).autoencoder
     model.set_weights(initial_weights)
     model.compile(
         optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="binary_crossentropy"

@@ -10,6 +10,7 @@ from conftest import mirrored
 from autoenc import apply as apply_lib
 from autoenc import checkpoints, evaluate, export, models, train
 from autoenc import config as config_lib
+from autoenc.layers import UpsampledConv2D
 
 
 def test_dense_autoencoder_matches_book():
@@ -27,15 +28,42 @@ def test_dense_sanity_variant_has_768_code():
 
 
 def test_conv_denoiser_matches_book():
-    nets = models.conv_denoiser()
-    assert nets.autoencoder.count_params() == 28_353
-    shapes = [tuple(l.output.shape[1:]) for l in nets.autoencoder.layers[1:]]
+    book = models.conv_denoiser(fused_upsampling=False)
+    assert book.autoencoder.count_params() == 28_353
+    shapes = [tuple(l.output.shape[1:]) for l in book.autoencoder.layers[1:]]
     assert shapes == [
         (28, 28, 32), (14, 14, 32), (14, 14, 32), (7, 7, 32),
         (7, 7, 32), (14, 14, 32), (14, 14, 32), (28, 28, 32), (28, 28, 1),
     ]  # fmt: skip
-    assert nets.encoder.output.shape == (None, 7, 7, 32)
-    assert nets.decoder.output.shape == (None, 28, 28, 1)
+    fused = models.conv_denoiser()
+    assert fused.autoencoder.count_params() == 28_353
+    # The same layers in the same places; each upsampling happens in the convolution after it.
+    names = [l.name for l in fused.autoencoder.layers]
+    assert names == [l.name for l in book.autoencoder.layers]
+    upsampled_convs = [l for l in fused.autoencoder.layers if isinstance(l, UpsampledConv2D)]
+    assert [l.name for l in upsampled_convs] == ["dec_conv2", "dec_conv3"]
+    for nets in (book, fused):
+        assert nets.encoder.output.shape == (None, 7, 7, 32)
+        assert nets.decoder.output.shape == (None, 28, 28, 1)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_fused_upsampling_is_the_books_model_with_the_same_weights(precision, tmp_path):
+    keras.utils.set_random_seed(3)
+    book = models.conv_denoiser(precision, fused_upsampling=False).autoencoder
+    keras.utils.set_random_seed(3)
+    fused = models.conv_denoiser(precision).autoencoder
+    for a, b in zip(book.get_weights(), fused.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same initial weights from the same seed
+    images = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")
+    tolerance = 1e-6 if precision == "float32" else 2e-3
+    np.testing.assert_allclose(fused(images), book(images), atol=tolerance)
+    # Checkpoints of either restore into the other (runs saved with the book's layers resume).
+    saved = tf.train.Checkpoint(model=book).save(str(tmp_path / "book"))
+    keras.utils.set_random_seed(4)
+    other = models.conv_denoiser(precision).autoencoder
+    tf.train.Checkpoint(model=other).restore(saved).assert_existing_objects_matched()
+    np.testing.assert_allclose(other(images), book(images), atol=tolerance)
 
 
 def test_encoder_then_decoder_equals_autoencoder_and_shares_weights():

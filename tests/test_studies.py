@@ -204,6 +204,13 @@ def test_verdict_names_the_winner():
     assert compression.verdict(ae, {"psnr": 19.0, "ssim": 0.5}).startswith("split")
 
 
+def test_a_denoiser_is_titled_with_the_noise_it_was_trained_on(tmp_path):
+    book = learned.from_config("conv_denoise", tmp_path, 1)
+    assert book.title() == "conv_denoise (trained at 0.5)"
+    blind = learned.from_config("blind_denoise", tmp_path, 1)
+    assert blind.title() == "blind_denoise (trained at 0-0.8)"  # a level drawn per image
+
+
 @pytest.fixture(scope="module")
 def denoising():
     """`autoenc.studies.denoising`, or a skip naming the extra to install."""

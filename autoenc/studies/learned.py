@@ -46,9 +46,12 @@ class Denoiser:
     trained_here: bool
 
     def title(self) -> str:
-        """The label and what it was trained on, e.g. "conv_denoise (trained at 0.5)"."""
-        noise = self.config.noise_factor
-        return f"{self.label} (trained at {noise:g})" if isinstance(noise, float) else self.label
+        """The label and the noise it was trained on, e.g. "conv_denoise (trained at 0.5)", or
+        "blind_denoise (trained at 0-0.8)" for a level drawn per image."""
+        noise, most = self.config.noise_factor, self.config.noise_factor_max
+        if not isinstance(noise, float):
+            return self.label
+        return f"{self.label} (trained at {f'0-{most:g}' if most else f'{noise:g}'})"
 
 
 def from_config(name: str, study_root, epochs: int, overrides: dict | None = None) -> Denoiser:

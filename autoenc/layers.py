@@ -1,0 +1,112 @@
+"""Layers the Keras set lacks, used by `autoenc.models`.
+
+`UpsampledConv2D` is Keras' `UpSampling2D(2)` followed by `Conv2D(filters, 3, padding="same")`,
+the same function of the same weights, computed as one transposed convolution on the
+low-resolution input. The three layouts (`SpaceToDepth`, `DepthToSpace`, `SplitChannels`) pack
+and unpack the U-Net's code.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Which taps of a 3x3 kernel (rows: offsets -1, 0, +1) reach each of the 4 taps of the
+# equivalent stride-2 transposed convolution, along one axis. On a nearest-upsampled input
+# u[2i + a] = x[i], output row 2i reads x[i - 1] (tap -1) and x[i] (taps 0 and +1), and output
+# row 2i + 1 reads x[i] (taps -1 and 0) and x[i + 1] (tap +1). A transposed convolution with
+# stride 2, a 4-tap kernel k and 'same' padding computes y[2i] = k[1] x[i] + k[3] x[i - 1] and
+# y[2i + 1] = k[0] x[i + 1] + k[2] x[i], so k = [w(+1), w(0) + w(+1), w(-1) + w(0), w(-1)].
+_TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)
+# Both axes at once: row (t, u) of this 16x9 matrix sums the 3x3 taps (i, j) that reach 4x4 tap
+# (t, u), so one small matmul maps the kernel (an einsum took several times longer per step).
+_TAPS_2D = np.kron(_TAPS, _TAPS)
+
+
+class UpsampledConv2D(keras.layers.Conv2D):
+    """`UpSampling2D(2)` then `Conv2D(filters, 3, padding="same")`, as one layer.
+
+    It is a Conv2D with the same weights, initialisers and checkpoint names (a 3x3 x channels
+    x filters kernel and a bias) and computes the same outputs, up to float rounding, from the
+    low-resolution input: each output pixel of a 3x3 convolution on a nearest-upsampled image
+    sees only 2x2 input pixels, so the pair is one stride-2 transposed convolution with a 4x4
+    kernel summed from the 3x3 one. That is 16 multiply-adds per input pixel and channel pair
+    instead of 36, and no upsampled copy forward nor its gradient's sum backward. It takes any
+    input height and width.
+    """
+
+    def __init__(self, filters: int, activation=None, **kwargs):
+        for fixed in ("kernel_size", "strides", "padding", "dilation_rate", "groups"):
+            kwargs.pop(fixed, None)  # from get_config: always 3, 1, "same", 1, 1
+        super().__init__(filters, 3, padding="same", activation=activation, **kwargs)
+
+    def convolution_op(self, inputs, kernel):
+        channels = kernel.shape[2]
+        kernel = tf.reshape(kernel, [9, channels * self.filters])
+        kernel = tf.matmul(tf.constant(_TAPS_2D, kernel.dtype), kernel)
+        # (4, 4, filters, channels): conv2d_transpose wants the output channels first.
+        kernel = tf.transpose(tf.reshape(kernel, [4, 4, channels, self.filters]), [0, 1, 3, 2])
+        shape = tf.shape(inputs)
+        output_shape = tf.stack([shape[0], 2 * shape[1], 2 * shape[2], self.filters])
+        return tf.nn.conv2d_transpose(inputs, kernel, output_shape, strides=2, padding="SAME")
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.kernel)
+        outputs = _add_bias(outputs, tf.cast(self.bias, outputs.dtype))
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        doubled = [None if size is None else 2 * size for size in (height, width)]
+        return (batch, *doubled, self.filters)
+
+
+@tf.custom_gradient
+def _add_bias(outputs, bias):
+    """`outputs + bias` over the last axis, with the bias gradient summed in float32.
+
+    Added as Keras' Conv2D adds it, the bias becomes a BiasAdd, whose gradient op sums 16-bit
+    gradients in 16 bits: in bfloat16 over a batch of 128 14x14 outputs it was off by up to
+    97%. After an ordinary convolution oneDNN fuses that sum into the weight gradient, in
+    float32; after a transposed convolution nothing does.
+    """
+
+    def gradient(upstream):
+        summed = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=tf.range(tf.rank(upstream) - 1))
+        return upstream, tf.cast(summed, bias.dtype)
+
+    return outputs + bias, gradient
+
+
+class SpaceToDepth(keras.layers.Layer):
+    """Moves each `block` x `block` patch of pixels into channels (tf.nn.space_to_depth)."""
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = block
+
+    def call(self, x):
+        return tf.nn.space_to_depth(x, self.block)
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
+class DepthToSpace(SpaceToDepth):
+    """The inverse of `SpaceToDepth` with the same block (tf.nn.depth_to_space)."""
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, self.block)
+
+
+class SplitChannels(keras.layers.Layer):
+    """Splits the last axis into consecutive parts of the given sizes (a list of tensors)."""
+
+    def __init__(self, sizes: tuple, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = tuple(sizes)
+
+    def call(self, x):
+        return tf.split(x, list(self.sizes), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "sizes": self.sizes}

@@ -1,0 +1,72 @@
+"""`layers.UpsampledConv2D` against the two Keras layers it stands for."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from autoenc.layers import UpsampledConv2D
+
+
+def _outputs_and_gradients(layers, weights, x):
+    """The output of `layers` in turn on x, and the gradients of a weighted sum of it for x and
+    for `weights`."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = x
+        for layer in layers:
+            y = layer(y)
+        weighting = tf.reshape(tf.range(tf.size(y), dtype=y.dtype), tf.shape(y)) / 100.0
+        loss = tf.reduce_sum(y * weighting)
+    return [y, *tape.gradient(loss, [x, *weights])]
+
+
+@pytest.mark.parametrize("filters,activation", [(32, "relu"), (1, None), (5, "sigmoid")])
+@pytest.mark.parametrize("height,width", [(7, 7), (5, 9), (1, 2)])
+def test_same_outputs_and_gradients_as_upsampling_then_conv(filters, activation, height, width):
+    fused = UpsampledConv2D(filters, activation)
+    conv = keras.layers.Conv2D(filters, 3, padding="same", activation=activation)
+    for layer in (fused, conv):
+        layer.build((None, None, None, 3))
+    rng = np.random.default_rng(filters)
+    weights = [rng.normal(size=w.shape).astype("float32") * 0.3 for w in conv.weights]
+    fused.set_weights(weights)
+    conv.set_weights(weights)
+    x = tf.constant(rng.uniform(size=(2, height, width, 3)), tf.float32)
+
+    mine = _outputs_and_gradients([fused], fused.trainable_weights, x)
+    book = _outputs_and_gradients([keras.layers.UpSampling2D(2), conv], conv.trainable_weights, x)
+    assert mine[0].shape == (2, 2 * height, 2 * width, filters)
+    for a, b in zip(mine, book, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_bias_gradient_is_summed_in_float32():
+    # A batch of 128 14x14 outputs: TensorFlow's BiasAddGrad, summing in bfloat16, was off by
+    # half here; the reference is the same layer in float32.
+    x = np.random.default_rng(1).uniform(size=(128, 7, 7, 32)).astype("float32")
+
+    def bias_gradient(dtype):
+        layer = UpsampledConv2D(32, "relu", dtype=dtype)
+        layer.build((None, 7, 7, 32))
+        rng = np.random.default_rng(2)
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") * 0.1 for w in layer.weights])
+
+        @tf.function
+        def gradient():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.cast(layer(x), tf.float32))
+            return tape.gradient(loss, layer.bias)
+
+        return gradient().numpy()
+
+    reference = bias_gradient("float32")
+    np.testing.assert_allclose(bias_gradient("mixed_bfloat16"), reference, rtol=0.03, atol=1e-3)
+
+
+def test_config_round_trip():
+    layer = UpsampledConv2D(8, "relu", name="up", dtype="mixed_bfloat16")
+    again = UpsampledConv2D.from_config(layer.get_config())
+    assert (again.filters, again.name, again.compute_dtype) == (8, "up", "bfloat16")
+    assert again.activation is keras.activations.relu
+    assert again.compute_output_shape((None, 7, None, 3)) == (None, 14, None, 8)
