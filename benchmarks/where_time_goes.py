@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 from autoenc import config as config_lib  # noqa: E402
 from autoenc import data as data_lib  # noqa: E402
 from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
+from autoenc.layers import UpsampledConv2D  # noqa: E402
 from benchmarks import cpu as cpu_lib  # noqa: E402
 from benchmarks.arms import matmul_arm  # noqa: E402
 from benchmarks.primitives import PRIMITIVES_START, parse_verbose  # noqa: E402
@@ -96,25 +97,32 @@ def _layer_arms(precision: str, batch: int, repeats: int) -> tuple[dict, dict, l
         names.append(layer.name)
         if isinstance(layer, keras.layers.Conv2D):
             rows, cols, channels_in, channels_out = layer.kernel.shape
-            macs[layer.name] = x.shape[1] * x.shape[2] * rows * cols * channels_in * channels_out
+            # An UpsampledConv2D's output pixel sees 2x2 input pixels, not 3x3.
+            taps = 4 if isinstance(layer, UpsampledConv2D) else rows * cols
+            macs[layer.name] = x.shape[1] * x.shape[2] * taps * channels_in * channels_out
     return arms, macs, names
 
 
 def conv_layers(rounds: int, precisions: list[str], batch: int = 128, repeats: int = 10) -> None:
     """Forward and forward+backward time of each conv-denoiser layer alone, per precision."""
-    arms = {}
+    arms, names = {}, []
     for precision in precisions:
-        precision_arms, macs, names = _layer_arms(precision, batch, repeats)
+        precision_arms, macs, precision_names = _layer_arms(precision, batch, repeats)
         arms.update(precision_arms)
+        names += [name for name in precision_names if name not in names]
     medians = interleaved(arms, rounds)
     total_macs = sum(macs.values())
     print(f"conv denoiser layer by layer, batch {batch}: ms per call, fwd / fwd+bwd")
     print(f"  {'layer':<12}" + "".join(f"{p:>22}" for p in precisions) + f"{'MACs':>8}")
-    step = {p: sum(medians[(p, n, "fwd+bwd")] for n in names) for p in precisions}
+
+    # A layer only one precision has (16-bit models add a float32 sigmoid) counts as 0 in the other.
+    def ms(p, name, kind):
+        return medians.get((p, name, kind), 0.0) * 1e3
+
+    step = {p: sum(ms(p, n, "fwd+bwd") for n in names) / 1e3 for p in precisions}
     for name in names:
         cells = "".join(
-            f"{medians[(p, name, 'fwd')] * 1e3:10.2f} /{medians[(p, name, 'fwd+bwd')] * 1e3:9.2f}"
-            for p in precisions
+            f"{ms(p, name, 'fwd'):10.2f} /{ms(p, name, 'fwd+bwd'):9.2f}" for p in precisions
         )
         print(f"  {name:<12}{cells}{macs.get(name, 0) / total_macs:8.1%}")
     sums = ", ".join(f"{p} {step[p] * 1e3:.1f} ms = {batch / step[p]:,.0f}" for p in precisions)
