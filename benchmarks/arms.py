@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from autoenc import distribute, models, pipeline, steps, train
+from autoenc.layers import UpsampledConv2D
 from benchmarks.clock import Stopwatch, Timing
 
 MATMUL_SIZE = 2048
@@ -205,7 +206,8 @@ def matmul_arm(dtype=tf.float32, size: int = MATMUL_SIZE, calls: int = 3):
 class Flops:
     """Arithmetic of one training image: 6 FLOP per forward multiply-add (forward, input
     gradient, weight gradient), from the Conv2D and Dense layers' shapes (pooling, upsampling,
-    activations and biases are elementwise and left out)."""
+    activations and biases are elementwise and left out). The multiply-adds a layer does: an
+    `UpsampledConv2D` output pixel takes 2x2 taps where the book's layers take 3x3."""
 
     forward_macs: int
     first_layer_macs: int
@@ -221,7 +223,8 @@ class Flops:
             if isinstance(layer, keras.layers.Conv2D):
                 rows, cols, channels_in, channels_out = layer.kernel.shape
                 _, height, width, _ = layer.output.shape
-                per_layer.append(height * width * channels_out * rows * cols * channels_in)
+                taps = 4 if isinstance(layer, UpsampledConv2D) else rows * cols
+                per_layer.append(height * width * channels_out * taps * channels_in)
             elif isinstance(layer, keras.layers.Dense):
                 per_layer.append(layer.kernel.shape[0] * layer.kernel.shape[1])
         return cls(sum(per_layer), per_layer[0])

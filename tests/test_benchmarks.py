@@ -79,6 +79,24 @@ def test_judge_gives_the_measured_reason_of_a_miss():
     assert verdicts["whole epoch / steady state >= 95%"]["met"] is None  # not measured
 
 
+def test_flops_count_the_multiply_adds_each_model_does():
+    from autoenc import models
+    from benchmarks.arms import Flops
+
+    book = Flops.of(models.conv_denoiser(fused_upsampling=False).autoencoder)
+    fused = Flops.of(models.conv_denoiser().autoencoder)
+    # 3x3 taps: 28*28*32*9 + 14*14*32*32*9 + 7*7*32*32*9 + 14*14*32*32*9 + 28*28*32*9
+    assert book.forward_macs == 4_515_840
+    # the two upsampled convolutions take 2x2 taps of their low-resolution input
+    assert fused.forward_macs == 4_515_840 - (14 * 14 * 32 * 32 + 28 * 28 * 32) * 5
+    summary = _summary(1.0, 2.0)
+    summary.update(flop_per_image=fused.per_image, fit_flop_per_image=book.per_image)
+    # fit and ours at the same images/s: fit did more arithmetic per image
+    assert report.gflops(summary, "fit") == pytest.approx(
+        report.gflops(summary, "ours") * 4_515_840 / fused.forward_macs
+    )
+
+
 def test_judge_leaves_bf16_unjudged_where_it_is_emulated():
     verdicts = {v["target"]: v for v in report.judge("conv_denoise", _summary(2.0, 0.1), False)}
     bf16 = verdicts["ours mixed_bfloat16 / ours float32 >= 1.8"]
