@@ -53,8 +53,9 @@ def parse_verbose(log: str, steps: int = STEPS_TIMED) -> tuple[list[Convolution]
     return list(rows.values()), dict(other)
 
 
-def main(precision: str) -> None:
-    """Trains conv steps in `precision` on random data and marks where the timed steps start."""
+def conv_train_steps(precision: str):
+    """The conv model's traced train steps in `precision` and an iterator of one random batch
+    repeated, with launch.py's process settings; the first calls already made."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from autoenc.command_line import configure_process
 
@@ -73,7 +74,13 @@ def main(precision: str) -> None:
     noisy = tf.random.stateless_uniform([config.batch_size, *models.IMAGE_SHAPE], seed=[0, 1])
     clean = tf.cast(noisy * 255, tf.uint8)
     iterator = iter(tf.data.Dataset.from_tensors((noisy, clean)).repeat())
-    train_steps(iterator, 2).numpy()  # primitives are created in the first calls
+    train_steps(iterator, 2).numpy()  # tracing; oneDNN creates its primitives here
+    return train_steps, iterator
+
+
+def main(precision: str) -> None:
+    """Trains conv steps in `precision` on random data and marks where the timed steps start."""
+    train_steps, iterator = conv_train_steps(precision)
     print(PRIMITIVES_START, flush=True)
     train_steps(iterator, STEPS_TIMED).numpy()
     sys.stdout.flush()

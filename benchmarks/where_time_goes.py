@@ -1,14 +1,17 @@
 """Where a training step's time goes on this CPU: the figures behind docs/speed.md's "why".
 
     python -m benchmarks.where_time_goes [--rounds=N] [--precisions=float32,mixed_bfloat16]
-                                         [--only=layers,dense,tf.data,primitives]
+                                         [--only=layers,ops,dense,tf.data,primitives]
 
-Four probes, the first three with their arms interleaved round by round (A B C, then C B A),
-medians:
+Five probes; `layers`, `dense` and `tf.data` interleave their arms round by round (A B C, then
+C B A) and give medians:
 
   layers      each layer of the conv denoiser alone at batch 128, forward and forward+backward
               (gradients for its weights and, except the first layer, its input), in each of
               `--precisions` (the same rounds), with the layer's share of the multiply-adds.
+  ops         one conv train step per precision in a child process under TensorFlow's
+              profiler: the time of each op type, grouped as oneDNN's convolutions, pooling
+              and the rest (Eigen's elementwise ops, casts, the optimizer), per precision.
   dense       the dense model's default train steps fed by the real pipeline, against the same
               steps fed one element over and over (no batch building competing for the cores).
   tf.data     the cost per dataset element of a bare `from_tensor_slices`, of the dense
@@ -21,6 +24,8 @@ It runs with launch.py's process settings (oneDNN on, one malloc arena), as the 
 """
 
 import argparse
+import collections
+import json
 import os
 import statistics
 import subprocess
@@ -43,7 +48,10 @@ from benchmarks import cpu as cpu_lib  # noqa: E402
 from benchmarks.arms import matmul_arm  # noqa: E402
 from benchmarks.primitives import PRIMITIVES_START, parse_verbose  # noqa: E402
 
-PROBES = ("layers", "dense", "tf.data", "primitives")
+PROBES = ("layers", "ops", "dense", "tf.data", "primitives")
+# How `ops` groups TensorFlow's op types: oneDNN's convolutions, its pooling, and the rest
+# (Eigen's elementwise ops and reductions, casts, transposes, the optimizer's updates).
+OP_GROUPS = (("convolutions", "Conv2D"), ("pooling", "Pool"))
 
 
 def interleaved(arms: dict, rounds: int) -> dict:
@@ -223,6 +231,50 @@ def tf_data_floor(rounds: int, images: tf.Tensor, batch: int = 256, block: int =
         print(f"  {name:<22}{microseconds:8.0f}{microseconds / per_element:8.0f}")
 
 
+def _op_group(op_type: str) -> str:
+    return next((group for group, part in OP_GROUPS if part in op_type), "other ops")
+
+
+def conv_ops(precisions: list[str], top: int = 6) -> None:
+    """Per-op-type time of one conv train step in each precision (TensorFlow's profiler, a
+    child process per precision), grouped, with the float32/other ratio of each group."""
+    profiles = {}
+    for precision in precisions:
+        child = subprocess.run(
+            [sys.executable, "-m", "benchmarks.op_times", precision],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        profiles[precision] = json.loads(child.stdout.strip().splitlines()[-1])
+    groups = {p: collections.defaultdict(float) for p in precisions}
+    for precision, profile in profiles.items():
+        for op_type, ms in profile["ops"].items():
+            groups[precision][_op_group(op_type)] += ms
+    print(
+        "TensorFlow ops of one conv train step, batch 128 (ms per step, summed over threads;"
+        f" ratio: {precisions[0]}'s time over {precisions[-1]}'s)"
+    )
+    print(f"  {'':<34}" + "".join(f"{p:>16}" for p in precisions) + "     ratio")
+    rows = [*(g for g, _ in OP_GROUPS), "other ops"]
+    slowest = sorted(
+        (t for t in profiles[precisions[-1]]["ops"] if _op_group(t) == "other ops"),
+        key=lambda t: -profiles[precisions[-1]]["ops"][t],
+    )[:top]
+    for row, ops in [(r, None) for r in rows] + [(f"  {t}", t) for t in slowest]:
+        cells = [profiles[p]["ops"].get(ops, 0.0) if ops else groups[p][row] for p in precisions]
+        ratio = f"{cells[0] / cells[-1]:9.2f}x" if len(cells) > 1 and cells[-1] else ""
+        print(f"  {row:<34}" + "".join(f"{c:16.2f}" for c in cells) + ratio)
+    total = {p: sum(groups[p].values()) for p in precisions}
+    cpu = {p: profiles[p]["cpu_ms"] for p in precisions}
+    print(
+        "  all ops "
+        + ", ".join(f"{p} {total[p]:.1f} ms" for p in precisions)
+        + "; process CPU time per step "
+        + ", ".join(f"{p} {cpu[p]:.1f} ms" for p in precisions)
+    )
+
+
 def conv_primitives(precision: str) -> None:
     """oneDNN's kernel, time and GFLOP/s for each convolution pass of one conv step."""
     child = subprocess.run(
@@ -276,6 +328,7 @@ def main(argv=None) -> None:
         "layers": lambda: conv_layers(args.rounds, precisions),
         "dense": lambda: dense_steps(args.rounds, images),
         "tf.data": lambda: tf_data_floor(args.rounds, images),
+        "ops": lambda: conv_ops(precisions),
         "primitives": lambda: [conv_primitives(p) for p in precisions],
     }
     for name in only:

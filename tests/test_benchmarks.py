@@ -1,6 +1,6 @@
 """The benchmarks' own logic that could go wrong silently: reading the CPU's extensions, the
 targets' verdicts (and when bfloat16 is not judged), dropping an arm that measured slow,
-reading oneDNN's verbose log, and never writing over an existing report."""
+reading oneDNN's verbose log and the profiler's, and never writing over an existing report."""
 
 import pytest
 
@@ -139,6 +139,24 @@ def test_onednn_log_names_each_convolutions_kernel_and_dtype():
     assert first.flop == pytest.approx(2 * 128 * 32 * 28 * 28 * 9 / 3)
     assert (last.direction, last.dtype) == ("backward_weights", "float32")
     assert other == {"reorder": pytest.approx(0.2)}
+
+
+def test_profiler_op_times_count_host_tensorflow_ops_per_step():
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    from benchmarks.op_times import op_type_ms
+
+    space = xplane_pb2.XSpace()
+    host, device = space.planes.add(name="/host:CPU"), space.planes.add(name="/device:X")
+    for plane in (host, device):
+        plane.event_metadata[1].name = "model/conv/Conv2D:_MklNativeFusedConv2D"
+        plane.event_metadata[2].name = "ExecutorState::Process"  # the runtime's, not an op
+        plane.event_metadata[3].name = "gradient_tape/model/relu/ReluGrad:ReluGrad"
+        line = plane.lines.add(name="tf_Compute")
+        for metadata_id, picoseconds in ((1, 3e9), (2, 50e9), (3, 1e9), (1, 1e9)):
+            line.events.add(metadata_id=metadata_id, duration_ps=int(picoseconds))
+    times = op_type_ms(space.SerializeToString(), steps=2)
+    assert times == pytest.approx({"_MklNativeFusedConv2D": 2.0, "ReluGrad": 0.5})
 
 
 def test_output_path_refuses_an_existing_file(tmp_path):
