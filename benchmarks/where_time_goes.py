@@ -301,6 +301,10 @@ def conv_primitives(precision: str) -> None:
             f"  {row.layer:<20}{row.direction:<17}{kernel:<34}{row.ms:7.2f}{gflops:9.1f}"
             f"{gflops / peaks[row.dtype]:10.0%}"
         )
+    print(
+        "  (a transposed convolution, as in the fused upsampling layers, runs as the backward_data"
+        " pass of the convolution it transposes, and is named by that convolution's shape)"
+    )
     conv_ms = sum(row.ms for row in rows)
     print(f"  convolutions {conv_ms:.1f} ms; reorders, pooling and other oneDNN work")
     print("  " + ", ".join(f"{kind} {ms:.2f} ms" for kind, ms in other_ms.items()))
