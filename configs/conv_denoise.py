@@ -3,9 +3,10 @@
 Command:  python launch.py --config=conv_denoise
 Recipe:   adadelta (lr 1.0), batch 128, 100 epochs, no early stopping (as in the book),
           best checkpoint on val_loss; binary cross-entropy.
-Expected: test PSNR 18.81 dB, SSIM 0.630 from the best epoch (96), against 9.30 dB for the
-          noisy input; the +8 dB quality bar is passed at epoch 4. About 65 minutes on 2 cores
-          of an AMD EPYC with AVX2 (35-40 s an epoch), peak RSS 0.88 GB.
+Expected: test PSNR 18.81 dB, SSIM 0.635 from the best epoch (94), against 9.30 dB for the
+          noisy input; the +8 dB quality bar is passed at epoch 4. 15 minutes on 2 idle cores
+          of an AMD EPYC with AVX-512 (8-9 s an epoch), peak RSS 0.88 GB; another CPU may
+          round differently (on an AVX2-only EPYC: 18.81 dB, SSIM 0.630, best epoch 96).
 """
 
 from configs import common
