@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 FIGURE_INCHES = (10.0, 4.0)
 PSNR_AXIS_TOP = 35.0  # dB; higher PSNRs are marked at the top edge
+LEGEND_COLUMNS = 4  # the denoising figure's legend, below its panels
 
 
 def _two_panels(title: str):
@@ -77,6 +78,10 @@ def denoising_figure(levels: list[float], curves: dict[str, list[dict]], learned
             axes.plot(levels, [point[metric] for point in points], style, label=label)
     for axes in (psnr_axes, ssim_axes):
         axes.set_xlabel("noise factor f")
-    psnr_axes.legend(fontsize=8)
-    figure.tight_layout()
+    # Below both panels: inside one, the legend hid the lines of the best denoisers.
+    handles, labels = psnr_axes.get_legend_handles_labels()
+    rows = -(-len(labels) // LEGEND_COLUMNS)
+    figure.set_size_inches(FIGURE_INCHES[0], FIGURE_INCHES[1] + 0.25 * rows)
+    figure.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=8)
+    figure.tight_layout(rect=(0, 0.07 * rows, 1, 1))
     return figure
