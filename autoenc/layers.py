@@ -34,9 +34,21 @@ class UpsampledConv2D(keras.layers.Conv2D):
     input height and width.
     """
 
+    # Conv2D's arguments this layer fixes, with the values it accepts (get_config's included).
+    FIXED = {
+        "kernel_size": (3, (3, 3)),
+        "strides": (1, (1, 1)),
+        "padding": ("same",),
+        "dilation_rate": (1, (1, 1)),
+        "groups": (1,),
+        "data_format": (None, "channels_last"),
+        "use_bias": (True,),
+    }
+
     def __init__(self, filters: int, activation=None, **kwargs):
-        for fixed in ("kernel_size", "strides", "padding", "dilation_rate", "groups"):
-            kwargs.pop(fixed, None)  # from get_config: always 3, 1, "same", 1, 1
+        for name, allowed in self.FIXED.items():
+            if name in kwargs and _as_tuple(kwargs.pop(name)) not in map(_as_tuple, allowed):
+                raise ValueError(f"UpsampledConv2D computes only {name}={allowed[0]!r}")
         super().__init__(filters, 3, padding="same", activation=activation, **kwargs)
 
     def convolution_op(self, inputs, kernel):
@@ -51,7 +63,13 @@ class UpsampledConv2D(keras.layers.Conv2D):
 
     def call(self, inputs):
         outputs = self.convolution_op(inputs, self.kernel)
-        outputs = _add_bias(outputs, tf.cast(self.bias, outputs.dtype))
+        # A plain add, not Keras' (which becomes tf.nn.bias_add): BiasAdd's gradient op sums a
+        # 16-bit gradient in 16 bits, and in bfloat16 over a batch of 128 14x14 outputs it was
+        # off by up to 97%; an add's gradient (a Sum) was as close to float32's as Conv2D's.
+        # After an ordinary convolution oneDNN fuses the bias gradient into the weight
+        # gradient, which is why Keras' own layers do not show it; after a transposed one,
+        # nothing does.
+        outputs = outputs + tf.cast(self.bias, outputs.dtype)
         return outputs if self.activation is None else self.activation(outputs)
 
     def compute_output_shape(self, input_shape):
@@ -60,21 +78,8 @@ class UpsampledConv2D(keras.layers.Conv2D):
         return (batch, *doubled, self.filters)
 
 
-@tf.custom_gradient
-def _add_bias(outputs, bias):
-    """`outputs + bias` over the last axis, with the bias gradient summed in float32.
-
-    Added as Keras' Conv2D adds it, the bias becomes a BiasAdd, whose gradient op sums 16-bit
-    gradients in 16 bits: in bfloat16 over a batch of 128 14x14 outputs it was off by up to
-    97%. After an ordinary convolution oneDNN fuses that sum into the weight gradient, in
-    float32; after a transposed convolution nothing does.
-    """
-
-    def gradient(upstream):
-        summed = tf.reduce_sum(tf.cast(upstream, tf.float32), axis=tf.range(tf.rank(upstream) - 1))
-        return upstream, tf.cast(summed, bias.dtype)
-
-    return outputs + bias, gradient
+def _as_tuple(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 class SpaceToDepth(keras.layers.Layer):

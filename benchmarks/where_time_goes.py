@@ -237,8 +237,8 @@ def _op_group(op_type: str) -> str:
 
 def conv_ops(precisions: list[str], top: int = 6) -> None:
     """Per-op-type time of one conv train step in each precision (TensorFlow's profiler, a
-    child process per precision), grouped, with the float32/other ratio of each group."""
-    profiles = {}
+    child process per precision): the groups of OP_GROUPS, then the slowest other op types."""
+    op_ms, cpu_ms = {}, {}  # per precision: {op type: ms per step}, and the process's CPU ms
     for precision in precisions:
         child = subprocess.run(
             [sys.executable, "-m", "benchmarks.op_times", precision],
@@ -246,33 +246,33 @@ def conv_ops(precisions: list[str], top: int = 6) -> None:
             text=True,
             check=True,
         )
-        profiles[precision] = json.loads(child.stdout.strip().splitlines()[-1])
-    groups = {p: collections.defaultdict(float) for p in precisions}
-    for precision, profile in profiles.items():
-        for op_type, ms in profile["ops"].items():
-            groups[precision][_op_group(op_type)] += ms
+        profile = json.loads(child.stdout.strip().splitlines()[-1])
+        op_ms[precision], cpu_ms[precision] = profile["ops"], profile["cpu_ms"]
+    group_ms = {p: collections.defaultdict(float) for p in precisions}
+    for precision, times in op_ms.items():
+        for op_type, ms in times.items():
+            group_ms[precision][_op_group(op_type)] += ms
+    last = precisions[-1]
+    slowest_others = sorted(
+        (t for t in op_ms[last] if _op_group(t) == "other ops"), key=lambda t: -op_ms[last][t]
+    )[:top]
+
+    def print_row(label: str, cells: list[float]) -> None:
+        ratio = f"{cells[0] / cells[-1]:9.2f}x" if len(cells) > 1 and cells[-1] else ""
+        print(f"  {label:<34}" + "".join(f"{c:16.2f}" for c in cells) + ratio)
+
     print(
         "TensorFlow ops of one conv train step, batch 128 (ms per step, summed over threads;"
-        f" ratio: {precisions[0]}'s time over {precisions[-1]}'s)"
+        f" ratio: {precisions[0]}'s time over {last}'s)"
     )
     print(f"  {'':<34}" + "".join(f"{p:>16}" for p in precisions) + "     ratio")
-    rows = [*(g for g, _ in OP_GROUPS), "other ops"]
-    slowest = sorted(
-        (t for t in profiles[precisions[-1]]["ops"] if _op_group(t) == "other ops"),
-        key=lambda t: -profiles[precisions[-1]]["ops"][t],
-    )[:top]
-    for row, ops in [(r, None) for r in rows] + [(f"  {t}", t) for t in slowest]:
-        cells = [profiles[p]["ops"].get(ops, 0.0) if ops else groups[p][row] for p in precisions]
-        ratio = f"{cells[0] / cells[-1]:9.2f}x" if len(cells) > 1 and cells[-1] else ""
-        print(f"  {row:<34}" + "".join(f"{c:16.2f}" for c in cells) + ratio)
-    total = {p: sum(groups[p].values()) for p in precisions}
-    cpu = {p: profiles[p]["cpu_ms"] for p in precisions}
-    print(
-        "  all ops "
-        + ", ".join(f"{p} {total[p]:.1f} ms" for p in precisions)
-        + "; process CPU time per step "
-        + ", ".join(f"{p} {cpu[p]:.1f} ms" for p in precisions)
-    )
+    for group in [*(g for g, _ in OP_GROUPS), "other ops"]:
+        print_row(group, [group_ms[p][group] for p in precisions])
+    for op_type in slowest_others:
+        print_row(f"  {op_type}", [op_ms[p].get(op_type, 0.0) for p in precisions])
+    totals = ", ".join(f"{p} {sum(group_ms[p].values()):.1f} ms" for p in precisions)
+    cpu = ", ".join(f"{p} {cpu_ms[p]:.1f} ms" for p in precisions)
+    print(f"  all ops {totals}; process CPU time per step {cpu}")
 
 
 def conv_primitives(precision: str) -> None:
