@@ -2,8 +2,9 @@
 
 `UpsampledConv2D` is Keras' `UpSampling2D(2)` followed by `Conv2D(filters, 3, padding="same")`,
 the same function of the same weights, computed as one transposed convolution on the
-low-resolution input. The three layouts (`SpaceToDepth`, `DepthToSpace`, `SplitChannels`) pack
-and unpack the U-Net's code.
+low-resolution input; `UpsampledSkipConv2D` is the U-Net's version, with a skip connection
+concatenated to the upsampled input, and `PassPair` stands where that concatenation was. The
+three layouts (`SpaceToDepth`, `DepthToSpace`, `SplitChannels`) pack and unpack the U-Net's code.
 """
 
 import keras
@@ -72,10 +73,63 @@ class UpsampledConv2D(keras.layers.Conv2D):
         outputs = outputs + tf.cast(self.bias, outputs.dtype)
         return outputs if self.activation is None else self.activation(outputs)
 
+    def multiply_adds_per_output_pixel(self) -> int:
+        """What one output pixel costs: 2x2 taps of each input channel, for each filter."""
+        return 4 * self.kernel.shape[2] * self.filters
+
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
         doubled = [None if size is None else 2 * size for size in (height, width)]
         return (batch, *doubled, self.filters)
+
+
+class UpsampledSkipConv2D(UpsampledConv2D):
+    """A U-Net's `Conv2D(filters, 3, padding="same")` on `Concatenate()([UpSampling2D(2)(x),
+    skip])`, as one layer called on `[x, skip]`.
+
+    A convolution of a concatenation is the sum of the convolutions of its parts, so the
+    kernel's first channels (x's) act on x as in `UpsampledConv2D` and the rest on the skip
+    as an ordinary convolution. The kernel is the one Conv2D would hold (3x3 x channels of x
+    and skip together x filters), so weights and checkpoints are the same.
+    """
+
+    def __init__(self, filters: int, activation=None, **kwargs):
+        super().__init__(filters, activation, **kwargs)
+        self.input_spec = None  # two inputs; Conv2D's spec describes one
+
+    def build(self, input_shape):
+        low, skip = input_shape
+        self.low_channels = low[-1]
+        super().build((*skip[:-1], low[-1] + skip[-1]))
+        self.input_spec = None
+
+    def call(self, inputs):
+        low, skip = inputs
+        kernel = self.kernel
+        outputs = self.convolution_op(low, kernel[:, :, : self.low_channels])
+        outputs += tf.nn.conv2d(skip, kernel[:, :, self.low_channels :], 1, "SAME")
+        outputs = outputs + tf.cast(self.bias, outputs.dtype)  # not bias_add: see the parent
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def multiply_adds_per_output_pixel(self) -> int:
+        """2x2 taps of the upsampled input's channels and 3x3 of the skip's, for each filter."""
+        skip_channels = self.kernel.shape[2] - self.low_channels
+        return (4 * self.low_channels + 9 * skip_channels) * self.filters
+
+    def compute_output_shape(self, input_shape):
+        pair = isinstance(input_shape[0], (list, tuple))  # Conv2D.build checks one shape
+        return super().compute_output_shape(input_shape[0] if pair else input_shape)
+
+
+class PassPair(keras.layers.Layer):
+    """Hands its two inputs on as they are: stands where a Concatenate was, so the layer
+    positions that checkpoints record stay the same."""
+
+    def call(self, inputs):
+        return list(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return list(input_shape)
 
 
 def _as_tuple(value):

@@ -17,13 +17,22 @@ The conv model computes each of the book's UpSampling2D(2) + Conv2D pairs as one
 `layers.UpsampledConv2D`: the same function of the same weights with 16 instead of 36
 multiply-adds per pixel and channel pair, and checkpoints interchangeable with the book's
 layers (`conv_denoiser(fused_upsampling=False)` builds those, as the benchmark's `fit` does).
+The U-Net does the same for each upsampling, skip concatenation and the convolution after
+them (`layers.UpsampledSkipConv2D`).
 """
 
 from typing import NamedTuple
 
 import keras
 
-from autoenc.layers import DepthToSpace, SpaceToDepth, SplitChannels, UpsampledConv2D
+from autoenc.layers import (
+    DepthToSpace,
+    PassPair,
+    SpaceToDepth,
+    SplitChannels,
+    UpsampledConv2D,
+    UpsampledSkipConv2D,
+)
 
 IMAGE_SHAPE = (28, 28, 1)
 FLAT_SIZE = 28 * 28
@@ -153,7 +162,9 @@ def deep_dense_autoencoder(
     )
 
 
-def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
+def unet_denoiser(
+    filters: int = 16, precision: str = "float32", fused_upsampling: bool = True
+) -> Autoencoder:
     """A small U-Net: two 3x3 ReLU convs per level at `filters`, 2x and 4x channels, with
     2x2 max pooling down, upsampling back, and the skip connections concatenated.
 
@@ -166,6 +177,9 @@ def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
     Args:
         filters: channels at full resolution (16 gives 16/32/64).
         precision: the dtype policy of every layer but the last (see the module docstring).
+        fused_upsampling: compute each upsampling, skip concatenation and the convolution
+            after them as one `layers.UpsampledSkipConv2D` (the same function and weights);
+            False builds Keras' UpSampling2D, Concatenate and Conv2D layers.
 
     Returns:
         The denoiser (118,113 parameters at filters 16), its encoder (H x W x 1 -> H/4 x W/4 x
@@ -198,17 +212,23 @@ def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
     split = layer(SplitChannels, (16 * widths[0], 4 * widths[1], widths[2]), name="unpack")
     unpack_full = layer(DepthToSpace, 4, name="unpack_full")
     unpack_half = layer(DepthToSpace, 2, name="unpack_half")
-    up1 = [layer(keras.layers.UpSampling2D, 2, name="dec_up1")]
-    up2 = [layer(keras.layers.UpSampling2D, 2, name="dec_up2")]
-    join1 = layer(keras.layers.Concatenate, name="dec_skip1")
-    join2 = layer(keras.layers.Concatenate, name="dec_skip2")
-    convs1, convs2 = twice(widths[1], "dec1_conv"), twice(widths[0], "dec2_conv")
+    if fused_upsampling:  # see conv_denoiser; the no-op layers keep the layer positions
+        up1, up2 = (layer(keras.layers.Identity, name=f"dec_up{i}") for i in (1, 2))
+        join1, join2 = (layer(PassPair, name=f"dec_skip{i}") for i in (1, 2))
+        convs1, convs2 = (
+            [layer(UpsampledSkipConv2D, width, "relu", name=f"{name}a"), conv(width, f"{name}b")]
+            for width, name in ((widths[1], "dec1_conv"), (widths[0], "dec2_conv"))
+        )
+    else:
+        up1, up2 = (layer(keras.layers.UpSampling2D, 2, name=f"dec_up{i}") for i in (1, 2))
+        join1, join2 = (layer(keras.layers.Concatenate, name=f"dec_skip{i}") for i in (1, 2))
+        convs1, convs2 = twice(widths[1], "dec1_conv"), twice(widths[0], "dec2_conv")
     output = sigmoid_output(lambda act, dtype: conv(1, "dec_out", act, dtype), precision)
 
     def decode(code):
         full, half, quarter = split(code)
-        x = _chain(convs1, join1([_chain(up1, quarter), unpack_half(half)]))
-        x = _chain(convs2, join2([_chain(up2, x), unpack_full(full)]))
+        x = _chain(convs1, join1([up1(quarter), unpack_half(half)]))
+        x = _chain(convs2, join2([up2(x), unpack_full(full)]))
         return _chain(output, x)
 
     autoencoder = keras.Model(image, decode(code), name="unet_denoiser")
@@ -267,7 +287,7 @@ def build(config, fused_upsampling: bool = True) -> Autoencoder:
     if config.model == "deep_dense":
         return deep_dense_autoencoder(config.encoding_dim, config.hidden_units, config.precision)
     if config.model == "unet":
-        return unet_denoiser(config.filters, config.precision)
+        return unet_denoiser(config.filters, config.precision, fused_upsampling)
     raise ValueError(f"unknown model {config.model!r}")  # validate_config catches this first
 
 

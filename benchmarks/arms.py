@@ -202,12 +202,21 @@ def matmul_arm(dtype=tf.float32, size: int = MATMUL_SIZE, calls: int = 3):
     return run
 
 
+def conv_multiply_adds_per_pixel(layer: keras.layers.Conv2D) -> int:
+    """Multiply-adds per output pixel of a Conv2D, or of one of autoenc's upsampling layers."""
+    if isinstance(layer, UpsampledConv2D):
+        return layer.multiply_adds_per_output_pixel()
+    rows, cols, channels_in, channels_out = layer.kernel.shape
+    return rows * cols * channels_in * channels_out
+
+
 @dataclasses.dataclass(frozen=True)
 class Flops:
     """Arithmetic of one training image: 6 FLOP per forward multiply-add (forward, input
     gradient, weight gradient), from the Conv2D and Dense layers' shapes (pooling, upsampling,
     activations and biases are elementwise and left out). The multiply-adds a layer does: an
-    `UpsampledConv2D` output pixel takes 2x2 taps where the book's layers take 3x3."""
+    upsampling layer of `autoenc.layers` says what its output pixel costs (2x2 taps of its
+    low-resolution input where the book's layers take 3x3)."""
 
     forward_macs: int
     first_layer_macs: int
@@ -221,10 +230,8 @@ class Flops:
         per_layer = []
         for layer in model.layers:
             if isinstance(layer, keras.layers.Conv2D):
-                rows, cols, channels_in, channels_out = layer.kernel.shape
                 _, height, width, _ = layer.output.shape
-                taps = 4 if isinstance(layer, UpsampledConv2D) else rows * cols
-                per_layer.append(height * width * channels_out * taps * channels_in)
+                per_layer.append(height * width * conv_multiply_adds_per_pixel(layer))
             elif isinstance(layer, keras.layers.Dense):
                 per_layer.append(layer.kernel.shape[0] * layer.kernel.shape[1])
         return cls(sum(per_layer), per_layer[0])

@@ -43,9 +43,8 @@ import tensorflow as tf  # noqa: E402
 from autoenc import config as config_lib  # noqa: E402
 from autoenc import data as data_lib  # noqa: E402
 from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
-from autoenc.layers import UpsampledConv2D  # noqa: E402
 from benchmarks import cpu as cpu_lib  # noqa: E402
-from benchmarks.arms import matmul_arm  # noqa: E402
+from benchmarks.arms import conv_multiply_adds_per_pixel, matmul_arm  # noqa: E402
 from benchmarks.primitives import PRIMITIVES_START, parse_verbose  # noqa: E402
 
 PROBES = ("layers", "ops", "dense", "tf.data", "primitives")
@@ -104,10 +103,7 @@ def _layer_arms(precision: str, batch: int, repeats: int) -> tuple[dict, dict, l
         x = layer(x)
         names.append(layer.name)
         if isinstance(layer, keras.layers.Conv2D):
-            rows, cols, channels_in, channels_out = layer.kernel.shape
-            # An UpsampledConv2D's output pixel sees 2x2 input pixels, not 3x3.
-            taps = 4 if isinstance(layer, UpsampledConv2D) else rows * cols
-            macs[layer.name] = x.shape[1] * x.shape[2] * taps * channels_in * channels_out
+            macs[layer.name] = x.shape[1] * x.shape[2] * conv_multiply_adds_per_pixel(layer)
     return arms, macs, names
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from autoenc.layers import UpsampledConv2D
+from autoenc.layers import PassPair, UpsampledConv2D, UpsampledSkipConv2D
 
 
 def _outputs_and_gradients(layers, weights, x):
@@ -39,6 +39,45 @@ def test_same_outputs_and_gradients_as_upsampling_then_conv(filters, activation,
     assert mine[0].shape == (2, 2 * height, 2 * width, filters)
     for a, b in zip(mine, book, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("height,width", [(7, 7), (5, 9)])
+def test_skip_variant_is_upsampling_concatenation_then_conv(height, width):
+    fused = UpsampledSkipConv2D(4, "relu")
+    conv = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
+    fused.build([(None, None, None, 3), (None, None, None, 2)])
+    conv.build((None, None, None, 5))  # 3 upsampled channels, then 2 skip channels
+    rng = np.random.default_rng(7)
+    weights = [rng.normal(size=w.shape).astype("float32") * 0.3 for w in conv.weights]
+    fused.set_weights(weights)
+    conv.set_weights(weights)
+    low = tf.constant(rng.uniform(size=(2, height, width, 3)), tf.float32)
+    skip = tf.constant(rng.uniform(size=(2, 2 * height, 2 * width, 2)), tf.float32)
+
+    def book(pair):
+        upsampled = keras.layers.UpSampling2D(2)(pair[0])
+        return conv(keras.layers.Concatenate()([upsampled, pair[1]]))
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([low, skip])
+        mine, theirs = fused(PassPair()([low, skip])), book([low, skip])
+        weighting = tf.sin(tf.reshape(tf.range(tf.size(mine), dtype=tf.float32), tf.shape(mine)))
+        losses = [tf.reduce_sum(y * weighting) for y in (mine, theirs)]
+    np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+    for mine_grad, book_grad in zip(
+        tape.gradient(losses[0], [low, skip, *fused.trainable_weights]),
+        tape.gradient(losses[1], [low, skip, *conv.trainable_weights]),
+        strict=True,
+    ):
+        np.testing.assert_allclose(mine_grad, book_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_multiply_adds_count_two_by_two_taps_of_the_upsampled_input_only():
+    fused, skip = UpsampledConv2D(8), UpsampledSkipConv2D(8)
+    fused.build((None, None, None, 3))
+    skip.build([(None, None, None, 3), (None, None, None, 2)])
+    assert fused.multiply_adds_per_output_pixel() == 4 * 3 * 8
+    assert skip.multiply_adds_per_output_pixel() == (4 * 3 + 9 * 2) * 8
 
 
 def test_bfloat16_bias_gradient_is_as_close_to_float32_as_the_kernels():

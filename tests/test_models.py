@@ -48,20 +48,24 @@ def test_conv_denoiser_matches_book():
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
-def test_fused_upsampling_is_the_books_model_with_the_same_weights(precision, tmp_path):
+@pytest.mark.parametrize(
+    "build", [models.conv_denoiser, models.unet_denoiser], ids=["conv", "unet"]
+)
+def test_fused_upsampling_is_the_same_model_with_the_same_weights(build, precision, tmp_path):
     keras.utils.set_random_seed(3)
-    book = models.conv_denoiser(precision, fused_upsampling=False).autoencoder
+    book = build(precision=precision, fused_upsampling=False).autoencoder
     keras.utils.set_random_seed(3)
-    fused = models.conv_denoiser(precision).autoencoder
+    fused = build(precision=precision).autoencoder
+    assert [l.name for l in fused.layers] == [l.name for l in book.layers]
     for a, b in zip(book.get_weights(), fused.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the same initial weights from the same seed
     images = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")
     tolerance = 1e-6 if precision == "float32" else 2e-3
     np.testing.assert_allclose(fused(images), book(images), atol=tolerance)
-    # Checkpoints of either restore into the other (runs saved with the book's layers resume).
+    # Checkpoints of either restore into the other (runs saved with Keras' layers resume).
     saved = tf.train.Checkpoint(model=book).save(str(tmp_path / "book"))
     keras.utils.set_random_seed(4)
-    other = models.conv_denoiser(precision).autoencoder
+    other = build(precision=precision).autoencoder
     tf.train.Checkpoint(model=other).restore(saved).assert_existing_objects_matched()
     np.testing.assert_allclose(other(images), book(images), atol=tolerance)
 
