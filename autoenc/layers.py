@@ -63,7 +63,9 @@ class UpsampledConv2D(keras.layers.Conv2D):
         return tf.nn.conv2d_transpose(inputs, kernel, output_shape, strides=2, padding="SAME")
 
     def call(self, inputs):
-        outputs = self.convolution_op(inputs, self.kernel)
+        return self._bias_and_activation(self.convolution_op(inputs, self.kernel))
+
+    def _bias_and_activation(self, outputs):
         # A plain add, not Keras' (which becomes tf.nn.bias_add): BiasAdd's gradient op sums a
         # 16-bit gradient in 16 bits, and in bfloat16 over a batch of 128 14x14 outputs it was
         # off by up to 97%; an add's gradient (a Sum) was as close to float32's as Conv2D's.
@@ -108,8 +110,7 @@ class UpsampledSkipConv2D(UpsampledConv2D):
         kernel = self.kernel
         outputs = self.convolution_op(low, kernel[:, :, : self.low_channels])
         outputs += tf.nn.conv2d(skip, kernel[:, :, self.low_channels :], 1, "SAME")
-        outputs = outputs + tf.cast(self.bias, outputs.dtype)  # not bias_add: see the parent
-        return outputs if self.activation is None else self.activation(outputs)
+        return self._bias_and_activation(outputs)
 
     def multiply_adds_per_output_pixel(self) -> int:
         """2x2 taps of the upsampled input's channels and 3x3 of the skip's, for each filter."""

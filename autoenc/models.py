@@ -277,8 +277,8 @@ FLAT_MODELS = ("dense", "deep_dense")
 def build(config, fused_upsampling: bool = True) -> Autoencoder:
     """Builds the model a config names (`config.model`, one of config.MODEL_FIELDS).
 
-    `fused_upsampling=False` builds the book's conv model from Keras' own layers (see
-    `conv_denoiser`); the other models do not depend on it.
+    `fused_upsampling=False` builds the conv model and the U-Net from Keras' own layers (see
+    `conv_denoiser` and `unet_denoiser`); the dense models do not depend on it.
     """
     if config.model == "dense":
         return dense_autoencoder(config.encoding_dim, config.activity_l1, config.precision)

@@ -120,10 +120,13 @@ def conv_layers(rounds: int, precisions: list[str], batch: int = 128, repeats: i
     print(f"  {'layer':<12}" + "".join(f"{p:>22}" for p in precisions) + f"{'MACs':>8}")
 
     # A layer only one precision has (16-bit models add a float32 sigmoid) counts as 0 in the other.
-    def ms(p, name, kind):
-        return medians.get((p, name, kind), 0.0) * 1e3
+    def seconds(p, name, kind):
+        return medians.get((p, name, kind), 0.0)
 
-    step = {p: sum(ms(p, n, "fwd+bwd") for n in names) / 1e3 for p in precisions}
+    def ms(p, name, kind):
+        return seconds(p, name, kind) * 1e3
+
+    step = {p: sum(seconds(p, n, "fwd+bwd") for n in names) for p in precisions}
     for name in names:
         cells = "".join(
             f"{ms(p, name, 'fwd'):10.2f} /{ms(p, name, 'fwd+bwd'):9.2f}" for p in precisions
