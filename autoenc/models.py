@@ -9,7 +9,8 @@ Besides the book's `dense_autoencoder` and `conv_denoiser` there are `deep_dense
 `precision` is a Keras dtype policy name: "float32", or "mixed_float16" / "mixed_bfloat16"
 (compute in 16 bits, keep float32 weights). The output's sigmoid always computes in float32, so
 the output and the loss are float32 (Keras' advice for mixed precision: a 16-bit sigmoid
-saturates and its BCE loses precision). The dense models' last layer computes in float32; the
+saturates and its BCE loses precision), and so is the dense model's activity penalty
+(`L1ActivityInFloat32`). The dense models' last layer computes in float32; the
 convolutional models' last convolution computes in 16 bits and a float32 sigmoid follows it
 (`sigmoid_output`), since that convolution, at full resolution, is a large part of their step.
 
@@ -38,6 +39,20 @@ IMAGE_SHAPE = (28, 28, 1)
 FLAT_SIZE = 28 * 28
 
 
+@keras.saving.register_keras_serializable("autoenc")
+class L1ActivityInFloat32(keras.regularizers.L1):
+    """Keras' L1 penalty, summed in float32 whatever the layer computes in.
+
+    Keras' own sums a 16-bit layer's activations in 16 bits and returns a 16-bit loss, which
+    `model.fit` then fails to add to its float32 loss ("Cannot convert a list containing a
+    tensor of dtype bfloat16"), and a bfloat16 sum of 8,192 activations keeps 8 bits. For a
+    float32 layer it is Keras' L1 exactly.
+    """
+
+    def __call__(self, x):
+        return self.l1 * keras.ops.sum(keras.ops.absolute(keras.ops.cast(x, "float32")))
+
+
 class Autoencoder(NamedTuple):
     """A trainable autoencoder and the two halves that share its weights."""
 
@@ -63,7 +78,7 @@ def dense_autoencoder(
     encode = keras.layers.Dense(
         encoding_dim,
         activation="relu",
-        activity_regularizer=keras.regularizers.L1(activity_l1),
+        activity_regularizer=L1ActivityInFloat32(activity_l1),
         name="encode",
         dtype=precision,
     )

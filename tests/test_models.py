@@ -27,6 +27,30 @@ def test_dense_sanity_variant_has_768_code():
     assert nets.autoencoder.count_params() == 784 * 768 + 768 + 768 * 784 + 784
 
 
+def test_dense_activity_penalty_is_float32_so_fit_trains_in_bfloat16():
+    x = np.random.default_rng(0).uniform(size=(64, 784)).astype("float32")
+    mixed = models.dense_autoencoder(precision="mixed_bfloat16").autoencoder
+    code = mixed.get_layer("encode")(x)
+    assert code.dtype == "bfloat16"
+    # The penalty sums the bfloat16 code in float32 (Keras' L1 returns a bfloat16 sum).
+    (penalty,) = mixed.get_layer("encode").losses
+    assert penalty.dtype == "float32"
+    expected = 1e-4 * np.abs(np.asarray(tf.cast(code, tf.float32), np.float64)).sum() / 64
+    np.testing.assert_allclose(float(penalty), expected, rtol=1e-5)
+    # Keras' fit fails on a 16-bit penalty ("Cannot convert a list containing a tensor of
+    # dtype bfloat16"): the benchmark's fit in bfloat16 needs this.
+    mixed.compile(
+        optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="binary_crossentropy"
+    )
+    history = mixed.fit(x, x, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    # In float32 it is Keras' L1 exactly.
+    plain = models.dense_autoencoder().autoencoder
+    code = plain.get_layer("encode")(x)
+    keras_l1 = keras.regularizers.L1(1e-4)(code) / 64
+    assert float(plain.get_layer("encode").losses[0]) == float(keras_l1)
+
+
 def test_conv_denoiser_matches_book():
     book = models.conv_denoiser(fused_upsampling=False)
     assert book.autoencoder.count_params() == 28_353
