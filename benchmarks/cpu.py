@@ -1,5 +1,10 @@
-"""The CPU a figure comes from: its model name, the vector extensions that decide TensorFlow's
-kernels (AVX2, AVX-512, AVX512-BF16, AMX) and whether oneDNN's kernels are on.
+"""The CPU a figure comes from: its model name with its family and model numbers, the vector
+extensions that decide TensorFlow's kernels (AVX2, AVX-512, AVX512-BF16, AMX) and whether
+oneDNN's kernels are on.
+
+Virtual machines often show a bare model name ("AMD EPYC") for several generations of a CPU;
+the family and model numbers of /proc/cpuinfo tell them apart (AMD family 25 is Zen 3 and
+Zen 4, family 26 is Zen 5), so two tables of speed are known to come from the same CPU or not.
 
 Parsing needs no TensorFlow; `onednn_enabled` asks the TensorFlow already loaded.
 """
@@ -25,6 +30,7 @@ class Cpu:
 
     Args:
         model: the model name (lscpu's "Model name").
+        family: "family F, model M" from /proc/cpuinfo's numbers; None when unknown.
         logical_cpus: logical CPUs this process may use.
         flags: the CPU flags of /proc/cpuinfo.
         onednn: whether TensorFlow's oneDNN kernels are on; None when unknown.
@@ -34,6 +40,7 @@ class Cpu:
     logical_cpus: int
     flags: frozenset
     onednn: bool | None = None
+    family: str | None = None
 
     @property
     def has_bf16_units(self) -> bool:
@@ -44,33 +51,38 @@ class Cpu:
         return {name: flag in self.flags for flag, name in EXTENSIONS.items()}
 
     def describe(self) -> str:
-        """One line, e.g. "AMD EPYC, 2 logical CPUs: AVX2 yes, AVX-512 no, ...; oneDNN on"."""
+        """One line, e.g. "AMD EPYC (family 26, model 2), 2 logical CPUs: AVX2 yes, AVX-512
+        no, ...; oneDNN on"."""
         extensions = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in self.extensions().items())
         onednn = {True: "on", False: "off", None: "unknown"}[self.onednn]
-        return f"{self.model}, {self.logical_cpus} logical CPUs: {extensions}; oneDNN {onednn}"
+        name = f"{self.model} ({self.family})" if self.family else self.model
+        return f"{name}, {self.logical_cpus} logical CPUs: {extensions}; oneDNN {onednn}"
 
     def to_json(self) -> dict:
         return dict(
             model=self.model,
+            family=self.family,
             logical_cpus=self.logical_cpus,
             extensions=self.extensions(),
             onednn=self.onednn,
         )
 
 
-def parse_cpuinfo(text: str) -> tuple[str | None, frozenset]:
-    """The first processor's model name and flags in /proc/cpuinfo's text (None, {} if absent)."""
-    model, flags = None, None
+def parse_cpuinfo(text: str) -> tuple[str | None, str | None, frozenset]:
+    """The first processor's model name, "family F, model M" and flags in /proc/cpuinfo's text
+    (None, None, {} where absent)."""
+    fields = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if not sep:
-            continue
         key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and flags is None:
-            flags = frozenset(value.split())
-    return model, flags or frozenset()
+        if key == "processor" and fields:
+            break  # the first processor's lines only
+        if sep:
+            fields[key] = value.strip()
+    numbers = fields.get("cpu family"), fields.get("model")
+    family = f"family {numbers[0]}, model {numbers[1]}" if all(numbers) else None
+    flags = frozenset(fields.get("flags", "").split())
+    return fields.get("model name"), family, flags
 
 
 def onednn_enabled() -> bool | None:
@@ -89,8 +101,8 @@ def onednn_enabled() -> bool | None:
 def this_cpu(onednn: bool | None = None, cpuinfo: Path = Path("/proc/cpuinfo")) -> Cpu:
     """The CPU this process runs on; `onednn` as measured by the caller (see `onednn_enabled`)."""
     try:
-        model, flags = parse_cpuinfo(cpuinfo.read_text())
+        model, family, flags = parse_cpuinfo(cpuinfo.read_text())
     except OSError:
-        model, flags = None, frozenset()
+        model, family, flags = None, None, frozenset()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return Cpu(model or platform.processor() or "unknown CPU", cpus, flags, onednn)
+    return Cpu(model or platform.processor() or "unknown CPU", cpus, flags, onednn, family)

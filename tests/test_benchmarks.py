@@ -10,28 +10,38 @@ from benchmarks.clock import Timing
 CPUINFO = """\
 processor\t: 0
 vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
 model name\t: AMD EPYC
 flags\t\t: fpu sse avx avx2 fma avx512f avx512_bf16 avx512_vnni
+
 processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
 model name\t: Some Other Name
 flags\t\t: fpu sse
 """
 
 
-def test_cpuinfo_first_processor_model_and_flags():
-    model, flags = cpu.parse_cpuinfo(CPUINFO)
-    assert model == "AMD EPYC"
+def test_cpuinfo_first_processor_model_family_and_flags():
+    model, family, flags = cpu.parse_cpuinfo(CPUINFO)
+    assert model == "AMD EPYC" and family == "family 26, model 2"
     assert {"avx2", "avx512f", "avx512_bf16"} <= flags
     assert "amx_bf16" not in flags
+    # A cpuinfo without the numbers (some architectures) gives no family.
+    assert cpu.parse_cpuinfo("model name\t: X\nflags\t: avx2\n") == ("X", None, {"avx2"})
 
 
 def test_cpu_bf16_units_and_description():
-    model, flags = cpu.parse_cpuinfo(CPUINFO)
-    epyc = cpu.Cpu(model, 2, flags, onednn=True)
+    model, family, flags = cpu.parse_cpuinfo(CPUINFO)
+    epyc = cpu.Cpu(model, 2, flags, onednn=True, family=family)
     assert epyc.has_bf16_units
     assert epyc.describe() == (
-        "AMD EPYC, 2 logical CPUs: AVX2 yes, AVX-512 yes, AVX512-BF16 yes, AMX no; oneDNN on"
+        "AMD EPYC (family 26, model 2), 2 logical CPUs: AVX2 yes, AVX-512 yes, AVX512-BF16 yes,"
+        " AMX no; oneDNN on"
     )
+    assert epyc.to_json()["family"] == "family 26, model 2"
     avx2_only = cpu.Cpu("x", 2, frozenset({"avx2", "fma"}))
     assert not avx2_only.has_bf16_units
     assert avx2_only.describe().endswith("oneDNN unknown")
@@ -40,7 +50,7 @@ def test_cpu_bf16_units_and_description():
 
 def test_this_cpu_without_cpuinfo(tmp_path):
     found = cpu.this_cpu(cpuinfo=tmp_path / "missing")
-    assert found.flags == frozenset() and found.model
+    assert found.flags == frozenset() and found.model and found.family is None
 
 
 def test_target_verdicts():
@@ -100,6 +110,17 @@ def test_flops_count_the_multiply_adds_each_model_does():
     reasons = {v["target"]: v["reason"] for v in report.judge("conv_denoise", summary, True)}
     ceiling = 100e9 / fused.per_image / 1000.0
     assert f"{ceiling:.2f}x fit" in reasons["ours / fit, float32 >= 1.5"]
+
+
+@pytest.mark.parametrize("matmul_bf16, verdict", [(178e9, "out of reach"), (200e9, "within reach")])
+def test_bf16_miss_says_whether_the_cpus_matmul_allows_the_target(matmul_bf16, verdict):
+    summary = _summary(2.0, 1.4)
+    rate = lambda value: dict(median_rate=value, rates=[value])  # noqa: E731
+    summary["arms"].update(bf16=rate(1400.0), matmul_bf16=rate(matmul_bf16))
+    verdicts = {v["target"]: v for v in report.judge("conv_denoise", summary, True)}
+    miss = verdicts["ours mixed_bfloat16 / ours float32 >= 1.8"]
+    assert miss["met"] is False
+    assert f"({matmul_bf16 / 100e9:.2f}x, {verdict}" in miss["reason"]
 
 
 def test_judge_leaves_bf16_unjudged_where_it_is_emulated():
