@@ -3,7 +3,8 @@
 `UpsampledConv2D` is Keras' `UpSampling2D(2)` followed by `Conv2D(filters, 3, padding="same")`,
 the same function of the same weights, computed as one transposed convolution on the
 low-resolution input; `UpsampledSkipConv2D` is the U-Net's version, with a skip connection
-concatenated to the upsampled input, and `PassPair` stands where that concatenation was. The
+concatenated to the upsampled input, and `PassPair` stands where that concatenation was.
+`MaxPoolingThenReLU` moves a convolution's ReLU after the max pooling that follows it. The
 three layouts (`SpaceToDepth`, `DepthToSpace`, `SplitChannels`) pack and unpack the U-Net's code.
 """
 
@@ -120,6 +121,22 @@ class UpsampledSkipConv2D(UpsampledConv2D):
     def compute_output_shape(self, input_shape):
         pair = isinstance(input_shape[0], (list, tuple))  # Conv2D.build checks one shape
         return super().compute_output_shape(input_shape[0] if pair else input_shape)
+
+
+class MaxPoolingThenReLU(keras.layers.MaxPooling2D):
+    """`MaxPooling2D` applied to a convolution's output before its ReLU, then the ReLU.
+
+    The book's encoder does Conv2D(relu) then MaxPooling2D; a maximum commutes with ReLU (a
+    non-decreasing function), so pooling the convolution's raw output and applying the ReLU
+    after gives the same numbers, in any precision, on a quarter of the pixels (forward, and
+    the ReLU's gradient backward, an elementwise pass that runs slower in bfloat16 than in
+    float32). The gradients are the same too: where a window's maximum is positive both route
+    the gradient to the same input (ReLU changes no positive value), and where it is not both
+    give zero. No weights: checkpoints are the book's.
+    """
+
+    def call(self, inputs):
+        return tf.nn.relu(super().call(inputs))
 
 
 class PassPair(keras.layers.Layer):

@@ -16,8 +16,10 @@ convolutional models' last convolution computes in 16 bits and a float32 sigmoid
 
 The conv model computes each of the book's UpSampling2D(2) + Conv2D pairs as one
 `layers.UpsampledConv2D`: the same function of the same weights with 16 instead of 36
-multiply-adds per pixel and channel pair, and checkpoints interchangeable with the book's
-layers (`conv_denoiser(fused_upsampling=False)` builds those, as the benchmark's `fit` does).
+multiply-adds per pixel and channel pair; and each encoder ReLU after the max pooling that
+follows it (`layers.MaxPoolingThenReLU`: the same numbers on a quarter of the pixels).
+Checkpoints are interchangeable with the book's layers (`conv_denoiser(fused_layers=False)`
+builds those, as the benchmark's `fit` does).
 The U-Net does the same for each upsampling, skip concatenation and the convolution after
 them (`layers.UpsampledSkipConv2D`).
 """
@@ -28,6 +30,7 @@ import keras
 
 from autoenc.layers import (
     DepthToSpace,
+    MaxPoolingThenReLU,
     PassPair,
     SpaceToDepth,
     SplitChannels,
@@ -93,15 +96,17 @@ def dense_autoencoder(
     return Autoencoder(autoencoder, encoder, decoder)
 
 
-def conv_denoiser(precision: str = "float32", fused_upsampling: bool = True) -> Autoencoder:
+def conv_denoiser(precision: str = "float32", fused_layers: bool = True) -> Autoencoder:
     """Book section 5.3: Conv32-Pool-Conv32-Pool | Conv32-Up-Conv32-Up-Conv1, 3x3 'same'.
 
     Args:
         precision: the dtype policy of every layer but the last (see the module docstring).
-        fused_upsampling: compute each UpSampling2D(2) with the convolution after it as one
-            `layers.UpsampledConv2D` (the same function and weights, fewer multiply-adds);
-            False builds the book's Keras layers as they are. The weights and checkpoints of
-            both are interchangeable.
+        fused_layers: compute each UpSampling2D(2) with the convolution after it as one
+            `layers.UpsampledConv2D` (fewer multiply-adds), and each encoder ReLU after the
+            max pooling that follows it (`layers.MaxPoolingThenReLU`, a quarter of the
+            pixels): the same function and gradients of the same weights. False builds the
+            book's Keras layers as they are. The weights and checkpoints of both are
+            interchangeable.
 
     Returns:
         The denoiser (28,353 parameters), its encoder (28x28x1 -> 7x7x32) and its decoder
@@ -114,20 +119,25 @@ def conv_denoiser(precision: str = "float32", fused_upsampling: bool = True) -> 
         )
 
     def up(name):
-        if fused_upsampling:  # the next layer upsamples; a no-op keeps the book's layer positions
+        if fused_layers:  # the next layer upsamples; a no-op keeps the book's layer positions
             return keras.layers.Identity(name=name, dtype=precision)  # (checkpoints record them)
         return keras.layers.UpSampling2D(2, name=name, dtype=precision)
 
     def up_conv(filters, activation, name, dtype=precision):
-        if not fused_upsampling:
+        if not fused_layers:
             return conv(filters, activation, name, dtype)
         return UpsampledConv2D(filters, activation, name=name, dtype=dtype)
 
+    def conv_pool(conv_name, pool_name):  # Conv2D(relu) then MaxPooling2D
+        if not fused_layers:
+            pool = keras.layers.MaxPooling2D(2, padding="same", name=pool_name, dtype=precision)
+            return [conv(32, "relu", conv_name), pool]
+        pool = MaxPoolingThenReLU(2, padding="same", name=pool_name, dtype=precision)
+        return [conv(32, None, conv_name), pool]  # the ReLU comes after the pooling
+
     encoder_layers = [
-        conv(32, "relu", "enc_conv1"),  # 28x28x32
-        keras.layers.MaxPooling2D(2, padding="same", name="enc_pool1", dtype=precision),  # 14x14x32
-        conv(32, "relu", "enc_conv2"),  # 14x14x32
-        keras.layers.MaxPooling2D(2, padding="same", name="enc_pool2", dtype=precision),  # 7x7x32
+        *conv_pool("enc_conv1", "enc_pool1"),  # 28x28x32, 14x14x32
+        *conv_pool("enc_conv2", "enc_pool2"),  # 14x14x32, 7x7x32
     ]
     decoder_layers = [
         conv(32, "relu", "dec_conv1"),  # 7x7x32
@@ -178,7 +188,7 @@ def deep_dense_autoencoder(
 
 
 def unet_denoiser(
-    filters: int = 16, precision: str = "float32", fused_upsampling: bool = True
+    filters: int = 16, precision: str = "float32", fused_layers: bool = True
 ) -> Autoencoder:
     """A small U-Net: two 3x3 ReLU convs per level at `filters`, 2x and 4x channels, with
     2x2 max pooling down, upsampling back, and the skip connections concatenated.
@@ -192,7 +202,7 @@ def unet_denoiser(
     Args:
         filters: channels at full resolution (16 gives 16/32/64).
         precision: the dtype policy of every layer but the last (see the module docstring).
-        fused_upsampling: compute each upsampling, skip concatenation and the convolution
+        fused_layers: compute each upsampling, skip concatenation and the convolution
             after them as one `layers.UpsampledSkipConv2D` (the same function and weights);
             False builds Keras' UpSampling2D, Concatenate and Conv2D layers.
 
@@ -227,7 +237,7 @@ def unet_denoiser(
     split = layer(SplitChannels, (16 * widths[0], 4 * widths[1], widths[2]), name="unpack")
     unpack_full = layer(DepthToSpace, 4, name="unpack_full")
     unpack_half = layer(DepthToSpace, 2, name="unpack_half")
-    if fused_upsampling:  # see conv_denoiser; the no-op layers keep the layer positions
+    if fused_layers:  # see conv_denoiser; the no-op layers keep the layer positions
         up1, up2 = (layer(keras.layers.Identity, name=f"dec_up{i}") for i in (1, 2))
         join1, join2 = (layer(PassPair, name=f"dec_skip{i}") for i in (1, 2))
         convs1, convs2 = (
@@ -289,20 +299,20 @@ def _assemble(encoder_layers, decoder_layers, image, name) -> Autoencoder:
 FLAT_MODELS = ("dense", "deep_dense")
 
 
-def build(config, fused_upsampling: bool = True) -> Autoencoder:
+def build(config, fused_layers: bool = True) -> Autoencoder:
     """Builds the model a config names (`config.model`, one of config.MODEL_FIELDS).
 
-    `fused_upsampling=False` builds the conv model and the U-Net from Keras' own layers (see
+    `fused_layers=False` builds the conv model and the U-Net from Keras' own layers (see
     `conv_denoiser` and `unet_denoiser`); the dense models do not depend on it.
     """
     if config.model == "dense":
         return dense_autoencoder(config.encoding_dim, config.activity_l1, config.precision)
     if config.model == "conv":
-        return conv_denoiser(config.precision, fused_upsampling)
+        return conv_denoiser(config.precision, fused_layers)
     if config.model == "deep_dense":
         return deep_dense_autoencoder(config.encoding_dim, config.hidden_units, config.precision)
     if config.model == "unet":
-        return unet_denoiser(config.filters, config.precision, fused_upsampling)
+        return unet_denoiser(config.filters, config.precision, fused_layers)
     raise ValueError(f"unknown model {config.model!r}")  # validate_config catches this first
 
 

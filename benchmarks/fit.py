@@ -55,7 +55,7 @@ def fit_arm(config, x_train: np.ndarray, initial_weights: list, timed_steps: int
         del noise
     # The book's own Keras layers (UpSampling2D, Conv2D), as a reader of the book runs `fit`;
     # the weights are interchangeable with our model's. In the config's precision.
-    model = models.build(config, fused_upsampling=False).autoencoder
+    model = models.build(config, fused_layers=False).autoencoder
     model.set_weights(initial_weights)
     model.compile(
         optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="binary_crossentropy"

@@ -115,9 +115,7 @@ def make_arms(config, name: str, rounds: int, quick: bool, switches: bool) -> tu
         replicas=loop.strategy.num_replicas_in_sync,
         flop_per_image=Flops.of(loop.model).per_image,
         # fit runs the book's layers, which do more multiply-adds for the conv model
-        fit_flop_per_image=Flops.of(
-            models.build(config, fused_upsampling=False).autoencoder
-        ).per_image,
+        fit_flop_per_image=Flops.of(models.build(config, fused_layers=False).autoencoder).per_image,
         deterministic=bool(config.deterministic),
         xla=bool(config.xla),
         precision=config.precision,

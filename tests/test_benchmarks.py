@@ -93,7 +93,7 @@ def test_flops_count_the_multiply_adds_each_model_does():
     from autoenc import models
     from benchmarks.arms import Flops
 
-    book = Flops.of(models.conv_denoiser(fused_upsampling=False).autoencoder)
+    book = Flops.of(models.conv_denoiser(fused_layers=False).autoencoder)
     fused = Flops.of(models.conv_denoiser().autoencoder)
     # 3x3 taps: 28*28*32*9 + 14*14*32*32*9 + 7*7*32*32*9 + 14*14*32*32*9 + 28*28*32*9
     assert book.forward_macs == 4_515_840

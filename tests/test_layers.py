@@ -1,11 +1,12 @@
-"""`layers.UpsampledConv2D` against the two Keras layers it stands for."""
+"""`layers.UpsampledConv2D` and `layers.MaxPoolingThenReLU` against the Keras layers they stand
+for."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from autoenc.layers import PassPair, UpsampledConv2D, UpsampledSkipConv2D
+from autoenc.layers import MaxPoolingThenReLU, PassPair, UpsampledConv2D, UpsampledSkipConv2D
 
 
 def _outputs_and_gradients(layers, weights, x):
@@ -117,3 +118,21 @@ def test_config_round_trip():
     assert (again.filters, again.name, again.compute_dtype) == (8, "up", "bfloat16")
     assert again.activation is keras.activations.relu
     assert again.compute_output_shape((None, 7, None, 3)) == (None, 14, None, 8)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("height,width", [(28, 28), (7, 7), (5, 9)])
+def test_relu_after_pooling_is_pooling_after_relu_exactly(dtype, height, width):
+    rng = np.random.default_rng(height * width)
+    x = rng.normal(size=(3, height, width, 4))
+    # Windows whose maximum is negative, zero, or shared by several pixels (ties).
+    x[0, :2, :2, 0] = -1.0
+    x[0, :2, 2:4, 1] = [[0.0, -2.0], [0.0, 0.0]]
+    x[1, :2, :2, 2] = 0.5
+    x = tf.constant(x, dtype)
+    mine = _outputs_and_gradients([MaxPoolingThenReLU(2, padding="same")], [], x)
+    book = [keras.layers.ReLU(), keras.layers.MaxPooling2D(2, padding="same")]
+    book = _outputs_and_gradients(book, [], x)
+    assert mine[0].shape == (3, (height + 1) // 2, (width + 1) // 2, 4)
+    for a, b in zip(mine, book, strict=True):
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))

@@ -52,7 +52,7 @@ def test_dense_activity_penalty_is_float32_so_fit_trains_in_bfloat16():
 
 
 def test_conv_denoiser_matches_book():
-    book = models.conv_denoiser(fused_upsampling=False)
+    book = models.conv_denoiser(fused_layers=False)
     assert book.autoencoder.count_params() == 28_353
     shapes = [tuple(l.output.shape[1:]) for l in book.autoencoder.layers[1:]]
     assert shapes == [
@@ -75,9 +75,9 @@ def test_conv_denoiser_matches_book():
 @pytest.mark.parametrize(
     "build", [models.conv_denoiser, models.unet_denoiser], ids=["conv", "unet"]
 )
-def test_fused_upsampling_is_the_same_model_with_the_same_weights(build, precision, tmp_path):
+def test_fused_layers_are_the_same_model_with_the_same_weights(build, precision, tmp_path):
     keras.utils.set_random_seed(3)
-    book = build(precision=precision, fused_upsampling=False).autoencoder
+    book = build(precision=precision, fused_layers=False).autoencoder
     keras.utils.set_random_seed(3)
     fused = build(precision=precision).autoencoder
     assert [l.name for l in fused.layers] == [l.name for l in book.layers]
