@@ -268,10 +268,11 @@ def _launch_lines(s: dict) -> list[str]:
     if not run:
         return []
     rates = ", ".join(f"{rate:,.0f}" for rate in run["images_per_sec"])
-    last = run["images_per_sec"][-1] / s["arms"]["ours"]["median_rate"]
+    after_first = run["images_per_sec"][1:] or run["images_per_sec"]  # the first traces
+    ratio = statistics.median(after_first) / s["arms"]["ours"]["median_rate"]
     return [
-        f"  {run['command']}: history.csv images_per_sec by epoch {rates} (the last is"
-        f" {last:.2f}x ours' steady median, a separate process, not interleaved);"
+        f"  {run['command']}: history.csv images_per_sec by epoch {rates} (the median after"
+        f" the first is {ratio:.2f}x ours' steady median, a separate process, not interleaved);"
         f" peak RSS {run['peak_rss_kib']:,} KiB = {run['peak_rss_gb']:.2f} GB,"
         f" {run['seconds']:.0f} s"
     ]

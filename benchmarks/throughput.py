@@ -11,8 +11,8 @@ epochs timed as launch.py's history.csv `images_per_sec`; `fit` in this process 
 (`benchmarks.switches`; with `bf16`, also `fit_bf16`, so bfloat16 is compared like for like);
 `clean` (conv: no noise); `pipeline`, the input alone; `matmul` (and `matmul_bf16`), the CPU's
 attainable rate. Every arm but `fit_tf_defaults` runs with launch.py's process settings.
-After the rounds, `python launch.py --config=NAME --config.epochs=2` runs in a child process
-for its history.csv rates and its peak RSS. The targets (`benchmarks.report.TARGETS`) are
+After the rounds, `python launch.py --config=NAME --config.epochs=4` runs in a child process
+for its history.csv rates (the median of epochs 2 to 4 against `ours`) and its peak RSS. The targets (`benchmarks.report.TARGETS`) are
 judged on this CPU, with the measured reason where one is missed. docs/speed.md says how to
 read the table. The JSON goes to --out, or to a new file under runs/benchmarks/.
 """
@@ -55,7 +55,7 @@ TIMED_STEPS = {"dense_compress": (200, 100), "conv_denoise": (100, 20)}
 # cores running some stretches of seconds at two thirds of their speed.
 ROUNDS = {"dense_compress": (7, 2), "conv_denoise": (6, 2)}
 PIPELINE_SECONDS = (1.0, 0.3)  # timed seconds per pipeline measurement, at least
-LAUNCH_EPOCHS = 2  # the launch.py run: its last epoch is a whole epoch after tracing
+LAUNCH_EPOCHS = 4  # the launch.py run: the median of its epochs after the first (which traces)
 
 
 def as_config(run, config):

@@ -200,3 +200,17 @@ def test_on_a_shared_machine_targets_are_judged_by_cpu_time():
     summary["others_cores_max"] = 1.5
     verdicts = {v["target"]: v for v in report.judge("conv_denoise", summary, True)}
     assert verdicts["ours / fit, float32 >= 1.5"]["met"] is False
+
+
+def test_launch_line_compares_the_epochs_after_the_first_with_the_steady_state():
+    run = dict(
+        command="python launch.py --config=dense_compress --config.epochs=4",
+        images_per_sec=[37_000.0, 399_000.0, 440_000.0, 452_000.0],  # the first one traces
+        peak_rss_kib=943_320,
+        peak_rss_gb=0.97,
+        seconds=6.0,
+    )
+    summary = dict(launch_run=run, arms={"ours": dict(median_rate=440_000.0)})
+    (line,) = report._launch_lines(summary)
+    assert "37,000, 399,000, 440,000, 452,000" in line
+    assert "the median after the first is 1.00x ours' steady median" in line
