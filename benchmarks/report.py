@@ -147,8 +147,9 @@ def _reason(summary: dict, target: Target) -> str:
         ours, ours_b16 = gflops(summary, "ours"), gflops(summary, "bf16")
         if None in (f32, b16, ours, ours_b16):
             return ""
-        # A step gains from bfloat16 what its kernels gain; the matmul, the best of them, is
-        # the bound: a step all multiply-adds at both matmul rates would gain b16 / f32.
+        # The CPU's own measure of what bfloat16 can give: a step whose kernels all ran at the
+        # matmul's rate in each precision would gain b16 / f32 (docs/speed.md says when a
+        # step can gain more).
         verdict = (
             "out of reach on this CPU: even the matmul gains less"
             if b16 / f32 < target.bound

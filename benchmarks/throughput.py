@@ -12,9 +12,10 @@ epochs timed as launch.py's history.csv `images_per_sec`; `fit` in this process 
 `clean` (conv: no noise); `pipeline`, the input alone; `matmul` (and `matmul_bf16`), the CPU's
 attainable rate. Every arm but `fit_tf_defaults` runs with launch.py's process settings.
 After the rounds, `python launch.py --config=NAME --config.epochs=4` runs in a child process
-for its history.csv rates (the median of epochs 2 to 4 against `ours`) and its peak RSS. The targets (`benchmarks.report.TARGETS`) are
-judged on this CPU, with the measured reason where one is missed. docs/speed.md says how to
-read the table. The JSON goes to --out, or to a new file under runs/benchmarks/.
+for its history.csv rates (the median of epochs 2 to 4 against `ours`) and its peak RSS. The
+targets (`benchmarks.report.TARGETS`) are judged on this CPU, with the measured reason where
+one is missed. docs/speed.md says how to read the table. The JSON goes to --out, or to a new
+file under runs/benchmarks/.
 """
 
 import argparse
