@@ -127,11 +127,14 @@ def _kernel_reason(summary: dict, ours: str, fit: str, matmul: str, bound: float
     # Our steps at the matmul's rate, in images/s, against fit's images/s: the two may do
     # different arithmetic per image (fit runs the book's layers).
     ours_flop = summary["flop_per_image"]
+    fit_flop = summary.get("fit_flop_per_image", ours_flop)
     ceiling = peak * 1e9 / ours_flop / summary["arms"][fit]["median_rate"]
     verdict = "out of reach with these kernels" if ceiling < bound else "within reach"
     return (
         f"ours {mine:.1f} GFLOP/s, fit {theirs:.1f}, {matmul} {peak:.1f} on this CPU:"
-        f" at the matmul's rate ours would be {ceiling:.2f}x fit ({verdict})"
+        f" ours/fit = {mine / theirs:.2f}x fit's GFLOP/s times {fit_flop / ours_flop:.2f}x"
+        f" less arithmetic per image; at the matmul's rate ours would be {ceiling:.2f}x fit"
+        f" ({verdict})"
     )
 
 
