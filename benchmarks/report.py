@@ -114,10 +114,15 @@ def gflops(summary: dict, arm: str) -> float | None:
     rate = summary["arms"][arm]["median_rate"]
     if arm.startswith("matmul"):
         return max(summary["arms"][arm]["rates"]) / 1e9  # the best: the attainable rate
-    flop = summary["flop_per_image"]
-    if arm.startswith("fit"):  # the book's layers (reports without the key: the same model)
-        flop = summary.get("fit_flop_per_image", flop)
-    return rate * flop / 1e9
+    return rate * _flop_per_image(summary, arm) / 1e9
+
+
+def _flop_per_image(summary: dict, arm: str) -> float:
+    """A training arm's FLOP per image: `fit` arms run the book's layers (reports without
+    the key: the same model as ours)."""
+    if arm.startswith("fit"):
+        return summary.get("fit_flop_per_image", summary["flop_per_image"])
+    return summary["flop_per_image"]
 
 
 def _kernel_reason(summary: dict, ours: str, fit: str, matmul: str, bound: float) -> str:
@@ -126,8 +131,7 @@ def _kernel_reason(summary: dict, ours: str, fit: str, matmul: str, bound: float
         return ""
     # Our steps at the matmul's rate, in images/s, against fit's images/s: the two may do
     # different arithmetic per image (fit runs the book's layers).
-    ours_flop = summary["flop_per_image"]
-    fit_flop = summary.get("fit_flop_per_image", ours_flop)
+    ours_flop, fit_flop = _flop_per_image(summary, ours), _flop_per_image(summary, fit)
     ceiling = peak * 1e9 / ours_flop / summary["arms"][fit]["median_rate"]
     verdict = "out of reach with these kernels" if ceiling < bound else "within reach"
     return (
