@@ -4,6 +4,7 @@
     python -m benchmarks.same_answers           # do the speed switches keep val_loss?
     python -m benchmarks.where_time_goes        # layer, kernel and pipeline costs
     python -m benchmarks.compare_commits OLD NEW    # is NEW faster than OLD, with the same losses?
+    python -m benchmarks.launch_vs_fit          # launch.py's epochs against the book's fit
 
 Each prints its figures and the CPU they were measured on (`benchmarks.cpu`); how to read
 them and the latest figures per CPU are in docs/speed.md.

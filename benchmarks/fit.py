@@ -43,23 +43,33 @@ class _SteadyClock(keras.callbacks.Callback):
         self.loss = float(logs["loss"])
 
 
-def fit_arm(config, x_train: np.ndarray, initial_weights: list, timed_steps: int):
-    """`run() -> Timing`: `timed_steps` steps of `fit` after `steps_per_loop` untimed ones
-    (the same first block our loop leaves untimed)."""
-    input_shape = models.input_shape(config)
-    clean = x_train.reshape(-1, *input_shape).astype(np.float32) / 255.0
-    inputs = clean
-    if config.noise_factor:
-        noise = np.random.default_rng(config.seed).standard_normal(clean.shape, np.float32)
-        inputs = np.clip(clean + config.noise_factor * noise, 0.0, 1.0)
-        del noise
-    # The book's own Keras layers (UpSampling2D, Conv2D), as a reader of the book runs `fit`;
-    # the weights are interchangeable with our model's. In the config's precision.
+def book_data(config, x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`fit`'s (inputs, clean targets) as the book makes them: float arrays, the noisy inputs
+    (with the config's noise factor) made once up front."""
+    clean = x_train.reshape(-1, *models.input_shape(config)).astype(np.float32) / 255.0
+    if not config.noise_factor:
+        return clean, clean
+    noise = np.random.default_rng(config.seed).standard_normal(clean.shape, np.float32)
+    return np.clip(clean + config.noise_factor * noise, 0.0, 1.0), clean
+
+
+def book_model(config) -> keras.Model:
+    """The config's model built from the book's own Keras layers (UpSampling2D, Conv2D), as a
+    reader of the book runs `fit`, in the config's precision, compiled as the book compiles
+    it. Its weights are interchangeable with our model's."""
     model = models.build(config, fused_layers=False).autoencoder
-    model.set_weights(initial_weights)
     model.compile(
         optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="binary_crossentropy"
     )
+    return model
+
+
+def fit_arm(config, x_train: np.ndarray, initial_weights: list, timed_steps: int):
+    """`run() -> Timing`: `timed_steps` steps of `fit` after `steps_per_loop` untimed ones
+    (the same first block our loop leaves untimed)."""
+    inputs, clean = book_data(config, x_train)
+    model = book_model(config)
+    model.set_weights(initial_weights)
     per_call = config.steps_per_loop
 
     def run():

@@ -1,10 +1,11 @@
 """The benchmarks' own logic that could go wrong silently: reading the CPU's extensions, the
 targets' verdicts (and when bfloat16 is not judged), dropping an arm that measured slow,
-reading oneDNN's verbose log and the profiler's, and never writing over an existing report."""
+reading oneDNN's verbose log and the profiler's, never writing over an existing report, and
+comparing launch.py's epochs with fit's."""
 
 import pytest
 
-from benchmarks import clock, cpu, primitives, report
+from benchmarks import clock, cpu, launch_vs_fit, primitives, report
 from benchmarks.clock import Timing
 
 CPUINFO = """\
@@ -219,3 +220,25 @@ def test_launch_line_compares_the_epochs_after_the_first_with_the_steady_state()
     (line,) = report._launch_lines(summary)
     assert "37,000, 399,000, 440,000, 452,000" in line
     assert "the median after the first is 1.00x ours' steady median" in line
+
+
+def test_launch_vs_fit_leaves_out_each_runs_first_epoch_and_compares_pair_by_pair():
+    pairs = [
+        {"launch": [1_000.0, 9_000.0, 9_400.0], "fit": [4_000.0, 6_000.0, 6_000.0]},
+        {"launch": [900.0, 8_000.0, 8_000.0], "fit": [200.0, 5_000.0, 5_400.0]},
+    ]
+    summary = launch_vs_fit.summarize(pairs)
+    assert summary["ratios"] == pytest.approx([9_200 / 6_000, 8_000 / 5_200])
+    assert summary["ratio"] == pytest.approx((9_200 / 6_000 + 8_000 / 5_200) / 2)
+    assert summary["launch"] == pytest.approx(8_500.0)  # of 9,000, 9,400, 8,000, 8,000
+    assert summary["fit"] == pytest.approx(5_700.0)
+
+
+def test_launch_vs_fit_refuses_a_single_epoch_and_reports_a_failed_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as refused:
+        launch_vs_fit.main(["--epochs=1"])
+    assert refused.value.code == 2
+    assert "--epochs must be at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"launch.py run failed \(exit 2\):\n.*precision=float64"):
+        launch_vs_fit.launch_rates("conv_denoise", "float64", 2, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
