@@ -17,35 +17,15 @@ pair's two processes) with their median.
 """
 
 import argparse
-import csv
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks import cpu as cpu_lib
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def launch_rates(config: str, precision: str, epochs: int, workdir: Path) -> list[float]:
-    """images/s of each epoch of a `python launch.py` run, from its history.csv."""
-    command = [
-        sys.executable,
-        "launch.py",
-        f"--config={config}",
-        f"--config.epochs={epochs}",
-        f"--config.precision={precision}",
-        f"--workdir={workdir}",
-    ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    _check(result, "launch.py")
-    with open(workdir / "history.csv", newline="") as history:
-        return [float(row["images_per_sec"]) for row in csv.DictReader(history)]
+from benchmarks.launch_child import REPO, launch_run
 
 
 def fit_rates(config: str, precision: str, epochs: int) -> dict:
@@ -54,16 +34,10 @@ def fit_rates(config: str, precision: str, epochs: int) -> dict:
     command = [sys.executable, "-m", "benchmarks.launch_vs_fit", "--fit-child"]
     command += [config, precision, str(epochs)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    _check(result, "fit")
-    return json.loads(result.stdout.splitlines()[-1])
-
-
-def _check(result: subprocess.CompletedProcess, what: str) -> None:
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-5:])
-        raise SystemExit(
-            f"launch_vs_fit: the {what} run failed (exit {result.returncode}):\n{tail}"
-        )
+        raise SystemExit(f"launch_vs_fit: the fit run failed (exit {result.returncode}):\n{tail}")
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def fit_child(config_name: str, precision: str, epochs: int) -> None:
@@ -128,20 +102,19 @@ def main(argv=None) -> None:
     if args.epochs < 2 or args.pairs < 1:
         parser.error("--epochs must be at least 2 (the first is left out), --pairs at least 1")
     pairs, onednn = [], None
-    with tempfile.TemporaryDirectory(prefix="launch_vs_fit.") as scratch:
-        for index in range(args.pairs):
-            pair = {}
-            for side in ("launch", "fit") if index % 2 == 0 else ("fit", "launch"):
-                if side == "launch":
-                    workdir = Path(scratch) / f"run{index}"
-                    rates = launch_rates(args.config, args.precision, args.epochs, workdir)
-                else:
-                    fit = fit_rates(args.config, args.precision, args.epochs)
-                    rates, onednn = fit["rates"], fit["onednn"]
-                pair[side] = rates
-                shown = ", ".join(f"{rate:,.0f}" for rate in rates)
-                print(f"pair {index + 1}/{args.pairs} {side}: {shown} images/s", file=sys.stderr)
-            pairs.append(pair)
+    for index in range(args.pairs):
+        pair = {}
+        for side in ("launch", "fit") if index % 2 == 0 else ("fit", "launch"):
+            if side == "launch":
+                precision = [f"--config.precision={args.precision}"]
+                rates = launch_run(args.config, args.epochs, precision)["images_per_sec"]
+            else:
+                fit = fit_rates(args.config, args.precision, args.epochs)
+                rates, onednn = fit["rates"], fit["onednn"]
+            pair[side] = rates
+            shown = ", ".join(f"{rate:,.0f}" for rate in rates)
+            print(f"pair {index + 1}/{args.pairs} {side}: {shown} images/s", file=sys.stderr)
+        pairs.append(pair)
     summary = summarize(pairs)
     cpu_line = cpu_lib.this_cpu(onednn=onednn).describe()
     print(f"CPU: {cpu_line} (in fit's process; launch.py turns oneDNN on)")

@@ -19,7 +19,6 @@ file under runs/benchmarks/.
 """
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -46,9 +45,9 @@ from benchmarks import report  # noqa: E402
 from benchmarks.arms import Flops, OurLoop, matmul_arm  # noqa: E402
 from benchmarks.clock import log, output_path, run_rounds, write_json  # noqa: E402
 from benchmarks.fit import FitProcess, fit_arm  # noqa: E402
+from benchmarks.launch_child import launch_run  # noqa: E402
 from benchmarks.switches import BF16, CONFIGS, VARIANTS, variant_config  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 # Timed steps per measurement and rounds, (full, --quick): a multiple of every arm's
 # steps_per_loop (a switch whose loop does not divide them is left out).
 TIMED_STEPS = {"dense_compress": (200, 100), "conv_denoise": (100, 20)}
@@ -131,38 +130,6 @@ def make_arms(config, name: str, rounds: int, quick: bool, switches: bool) -> tu
     return arms, facts
 
 
-def launch_run(name: str, epochs: int) -> dict:
-    """`python launch.py --config=NAME --config.epochs=EPOCHS` in a child process: its
-    history.csv `images_per_sec` per epoch, its wall time and its peak RSS."""
-    command = [f"--config={name}", f"--config.epochs={epochs}"]
-    with tempfile.TemporaryDirectory(prefix="benchmark-launch-") as scratch:
-        workdir, rss = Path(scratch, "run"), Path(scratch, "rss")
-        with tempfile.TemporaryFile() as stderr:
-            started = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-m", "benchmarks.peak_rss", str(rss), sys.executable,
-                 str(REPO / "launch.py"), *command, f"--workdir={workdir}"],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=ENV_AS_GIVEN,
-            )  # fmt: skip
-            seconds = time.perf_counter() - started
-            code, peak_kib = map(int, rss.read_text().split())
-            if code:
-                stderr.seek(0)
-                tail = stderr.read().decode(errors="replace").strip().splitlines()[-3:]
-                raise SystemExit(f"benchmarks: launch.py failed: {' | '.join(tail)}")
-        with open(workdir / "history.csv", newline="") as f:
-            rates = [float(row["images_per_sec"]) for row in csv.DictReader(f)]
-    return dict(
-        command=" ".join(["python launch.py", *command]),
-        images_per_sec=rates,
-        seconds=seconds,
-        peak_rss_kib=peak_kib,
-        peak_rss_gb=peak_kib * 1024 / report.GB,
-    )
-
-
 def run_one(name: str, args) -> dict:
     """Measures one config in this process; returns its summary."""
     config = config_lib.load_config(name)
@@ -178,7 +145,7 @@ def run_one(name: str, args) -> dict:
     run = None
     if args.launch_run and not args.quick:
         log(f"{name}: python launch.py --config.epochs={LAUNCH_EPOCHS}")
-        run = launch_run(name, LAUNCH_EPOCHS)
+        run = launch_run(name, LAUNCH_EPOCHS, env=ENV_AS_GIVEN)
     return report.summarize(results, facts, run)
 
 

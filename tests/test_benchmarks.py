@@ -3,9 +3,11 @@ targets' verdicts (and when bfloat16 is not judged), dropping an arm that measur
 reading oneDNN's verbose log and the profiler's, never writing over an existing report, and
 comparing launch.py's epochs with fit's."""
 
+import tempfile
+
 import pytest
 
-from benchmarks import clock, cpu, launch_vs_fit, primitives, report
+from benchmarks import clock, cpu, launch_child, launch_vs_fit, primitives, report
 from benchmarks.clock import Timing
 
 CPUINFO = """\
@@ -234,11 +236,14 @@ def test_launch_vs_fit_leaves_out_each_runs_first_epoch_and_compares_pair_by_pai
     assert summary["fit"] == pytest.approx(5_700.0)
 
 
-def test_launch_vs_fit_refuses_a_single_epoch_and_reports_a_failed_run(tmp_path, capsys):
+def test_launch_vs_fit_refuses_a_single_epoch_and_reports_a_failed_run(
+    tmp_path, capsys, monkeypatch
+):
     with pytest.raises(SystemExit) as refused:
         launch_vs_fit.main(["--epochs=1"])
     assert refused.value.code == 2
     assert "--epochs must be at least 2" in capsys.readouterr().err
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the run's workdir goes
     with pytest.raises(SystemExit, match=r"launch.py run failed \(exit 2\):\n.*precision=float64"):
-        launch_vs_fit.launch_rates("conv_denoise", "float64", 2, tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+        launch_child.launch_run("conv_denoise", 2, ["--config.precision=float64"])
+    assert not list(tmp_path.iterdir())  # its workdir and files are gone
