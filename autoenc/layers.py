@@ -2,7 +2,8 @@
 
 `UpsampledConv2D` is Keras' `UpSampling2D(2)` followed by `Conv2D(filters, 3, padding="same")`,
 the same function of the same weights, computed as one transposed convolution on the
-low-resolution input; `UpsampledSkipConv2D` is the U-Net's version, with a skip connection
+low-resolution input (with a few filters, its forward pass an ordinary convolution per output
+parity); `UpsampledSkipConv2D` is the U-Net's version, with a skip connection
 concatenated to the upsampled input, and `PassPair` stands where that concatenation was.
 `MaxPoolingThenReLU` moves a convolution's ReLU after the max pooling that follows it. The
 three layouts (`SpaceToDepth`, `DepthToSpace`, `SplitChannels`) pack and unpack the U-Net's code.
@@ -23,6 +24,26 @@ _TAPS = np.array([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)
 # (t, u), so one small matmul maps the kernel (an einsum took several times longer per step).
 _TAPS_2D = np.kron(_TAPS, _TAPS)
 
+# The same transposed convolution output parity by output parity: output row 2i + a is a 3x3
+# 'same' convolution of x at row i whose kernel row r (input row i + r - 1) holds 4-tap k's tap
+# _PARITY_TAP[a][r], or zero (-1): by the comment above, row 2i reads x[i - 1] through k[3] and
+# x[i] through k[1]; row 2i + 1 reads x[i] through k[2] and x[i + 1] through k[0].
+_PARITY_TAP = [[3, 1, -1], [-1, 2, 0]]
+
+
+def _parity_kernel_indices(filters: int, channels: int) -> np.ndarray:
+    """Where each entry of the parity kernel (3, 3, channels, 2 * 2 * filters; the output
+    channels in depth_to_space's order a, b, filter) sits in the 4x4 transposed kernel (4, 4,
+    filters, channels) flattened, with one zero appended: its index is the zero taps'."""
+    zero = 16 * filters * channels
+    indices = np.full([3, 3, channels, 2, 2, filters], zero, np.int32)
+    for r, c, a, b in np.ndindex(3, 3, 2, 2):
+        t, u = _PARITY_TAP[a][r], _PARITY_TAP[b][c]
+        if t >= 0 and u >= 0:
+            flat = ((t * 4 + u) * filters + np.arange(filters)) * channels
+            indices[r, c, :, a, b, :] = flat[None, :] + np.arange(channels)[:, None]
+    return indices.reshape(3, 3, channels, 4 * filters)
+
 
 class UpsampledConv2D(keras.layers.Conv2D):
     """`UpSampling2D(2)` then `Conv2D(filters, 3, padding="same")`, as one layer.
@@ -32,8 +53,10 @@ class UpsampledConv2D(keras.layers.Conv2D):
     low-resolution input: each output pixel of a 3x3 convolution on a nearest-upsampled image
     sees only 2x2 input pixels, so the pair is one stride-2 transposed convolution with a 4x4
     kernel summed from the 3x3 one. That is 16 multiply-adds per input pixel and channel pair
-    instead of 36, and no upsampled copy forward nor its gradient's sum backward. It takes any
-    input height and width.
+    instead of 36, and no upsampled copy forward nor its gradient's sum backward. With at most
+    PARITY_FORWARD_MAX_FILTERS filters the forward pass runs as one ordinary convolution with
+    an output channel per output parity and filter (`transposed_conv_by_parity`), the
+    gradients as before. It takes any input height and width.
     """
 
     # Conv2D's arguments this layer fixes, with the values it accepts (get_config's included).
@@ -53,15 +76,23 @@ class UpsampledConv2D(keras.layers.Conv2D):
                 raise ValueError(f"UpsampledConv2D computes only {name}={allowed[0]!r}")
         super().__init__(filters, 3, padding="same", activation=activation, **kwargs)
 
+    # Up to this many filters the forward pass runs parity by parity (`transposed_conv_by_parity`):
+    # oneDNN's transposed convolution takes about as long for 1 filter as for 16, the parity
+    # form's ordinary convolution much less. On the AMD EPYC with AVX-512 and AVX512-BF16, batch
+    # 128, 14x14x32 input: 1 filter 0.89 against 1.58 ms in bfloat16 and 1.18 against 1.82 in
+    # float32, 4 filters 1.00 against 1.57 and 1.25 against 1.99; the parity form slower from 16
+    # filters (`python -m benchmarks.where_time_goes --only=upsampling`).
+    PARITY_FORWARD_MAX_FILTERS = 4
+
     def convolution_op(self, inputs, kernel):
         channels = kernel.shape[2]
         kernel = tf.reshape(kernel, [9, channels * self.filters])
         kernel = tf.matmul(tf.constant(_TAPS_2D, kernel.dtype), kernel)
         # (4, 4, filters, channels): conv2d_transpose wants the output channels first.
         kernel = tf.transpose(tf.reshape(kernel, [4, 4, channels, self.filters]), [0, 1, 3, 2])
-        shape = tf.shape(inputs)
-        output_shape = tf.stack([shape[0], 2 * shape[1], 2 * shape[2], self.filters])
-        return tf.nn.conv2d_transpose(inputs, kernel, output_shape, strides=2, padding="SAME")
+        if self.filters <= self.PARITY_FORWARD_MAX_FILTERS:
+            return transposed_conv_by_parity(inputs, kernel)
+        return transposed_conv(inputs, kernel)
 
     def call(self, inputs):
         return self._bias_and_activation(self.convolution_op(inputs, self.kernel))
@@ -77,13 +108,54 @@ class UpsampledConv2D(keras.layers.Conv2D):
         return outputs if self.activation is None else self.activation(outputs)
 
     def multiply_adds_per_output_pixel(self) -> int:
-        """What one output pixel costs: 2x2 taps of each input channel, for each filter."""
+        """What one output pixel costs: 2x2 taps of each input channel, for each filter (the
+        parity form's forward pass also multiplies 5 zero taps; not counted)."""
         return 4 * self.kernel.shape[2] * self.filters
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
         doubled = [None if size is None else 2 * size for size in (height, width)]
         return (batch, *doubled, self.filters)
+
+
+def transposed_conv(inputs, kernel):
+    """The stride-2 'same' transposed convolution to twice the height and width of `inputs`
+    (batch, height, width, channels); kernel: (4, 4, filters, channels)."""
+    shape = tf.shape(inputs)
+    output_shape = tf.stack([shape[0], 2 * shape[1], 2 * shape[2], kernel.shape[2]])
+    return tf.nn.conv2d_transpose(inputs, kernel, output_shape, strides=2, padding="SAME")
+
+
+@tf.custom_gradient
+def transposed_conv_by_parity(inputs, kernel):
+    """`transposed_conv(inputs, kernel)`, its forward pass computed as one ordinary 3x3
+    convolution with an output channel per output parity and filter, then `depth_to_space`;
+    its gradients are the transposed convolution's own, the same ops TensorFlow's gradient of
+    it runs.
+
+    The forward convolution multiplies 9 taps per output pixel where 4 are not zero, but runs
+    on oneDNN's forward kernels, which for a few filters are much faster than its transposed
+    one. Outputs agree with conv2d_transpose's to float rounding. kernel: (4, 4, filters,
+    channels).
+    """
+    _, _, filters, channels = kernel.shape
+    taps = tf.concat([tf.reshape(kernel, [-1]), tf.zeros([1], kernel.dtype)], 0)
+    by_parity = tf.gather(taps, _parity_kernel_indices(filters, channels))  # exact copies
+    outputs = tf.nn.depth_to_space(tf.nn.conv2d(inputs, by_parity, 1, "SAME"), 2)
+
+    def gradients(upstream):
+        strides = [1, 2, 2, 1]
+        kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
+            input=upstream,
+            filter_sizes=tf.shape(kernel),
+            out_backprop=inputs,
+            strides=strides,
+            padding="SAME",
+        )
+        inputs_gradient = tf.nn.conv2d(upstream, kernel, strides, "SAME")
+        return inputs_gradient, kernel_gradient
+
+    return outputs, gradients
 
 
 class UpsampledSkipConv2D(UpsampledConv2D):

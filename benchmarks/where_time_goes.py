@@ -1,9 +1,9 @@
 """Where a training step's time goes on this CPU: the figures behind docs/speed.md's "why".
 
     python -m benchmarks.where_time_goes [--rounds=N] [--precisions=float32,mixed_bfloat16]
-                                         [--only=layers,ops,dense,tf.data,primitives]
+                                         [--only=layers,ops,dense,tf.data,primitives,upsampling]
 
-Five probes; `layers`, `dense` and `tf.data` interleave their arms round by round (A B C, then
+Six probes; `layers`, `dense` and `tf.data` interleave their arms round by round (A B C, then
 C B A) and give medians:
 
   layers      each layer of the conv denoiser alone at batch 128, forward and forward+backward
@@ -19,6 +19,11 @@ C B A) and give medians:
   primitives  one conv train step per precision in a child process with ONEDNN_VERBOSE=1:
               which oneDNN kernel ran each convolution pass (e.g. `avx512_core_bf16`, or a
               reference fallback), its time and GFLOP/s against the matmul of that dtype.
+
+  upsampling  the forward pass of a fused upsampling layer (`layers.UpsampledConv2D`) as oneDNN's
+              transposed convolution and parity by parity, for 1 to 32 filters on the conv
+              model's last upsampling input (batch 128, 14x14x32), in each of `--precisions`:
+              up to which filter count the parity form is faster on this CPU.
 
 It runs with launch.py's process settings (oneDNN on, one malloc arena), as the other benchmarks.
 """
@@ -42,12 +47,13 @@ import tensorflow as tf  # noqa: E402
 
 from autoenc import config as config_lib  # noqa: E402
 from autoenc import data as data_lib  # noqa: E402
-from autoenc import distribute, models, pipeline, steps, train  # noqa: E402
+from autoenc import distribute, layers, models, pipeline, steps, train  # noqa: E402
 from benchmarks import cpu as cpu_lib  # noqa: E402
 from benchmarks.arms import conv_multiply_adds_per_pixel, matmul_arm  # noqa: E402
 from benchmarks.primitives import PRIMITIVES_START, parse_verbose  # noqa: E402
 
-PROBES = ("layers", "ops", "dense", "tf.data", "primitives")
+PROBES = ("layers", "ops", "dense", "tf.data", "primitives", "upsampling")
+UPSAMPLING_FILTERS = (1, 2, 4, 8, 16, 32)
 # How `ops` groups TensorFlow's op types: oneDNN's convolutions, its pooling, and the rest
 # (Eigen's elementwise ops and reductions, casts, transposes, the optimizer's updates).
 OP_GROUPS = (("convolutions", "Conv2D"), ("pooling", "Pool"))
@@ -311,6 +317,46 @@ def conv_primitives(precision: str) -> None:
     print(f"  (2048x2048 matmul, GFLOP/s: {matmuls})")
 
 
+def upsampling_forward(
+    rounds: int, precisions: list[str], batch: int = 128, repeats: int = 10
+) -> None:
+    """Forward time of the fused upsampling's two forms for each filter count and precision."""
+    forms = {"transposed": layers.transposed_conv, "by parity": layers.transposed_conv_by_parity}
+    arms = {}
+    for precision in precisions:
+        dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+        inputs = tf.cast(tf.random.stateless_normal([batch, 14, 14, 32], seed=[0, 1]), dtype)
+        for filters in UPSAMPLING_FILTERS:
+            kernel = tf.cast(tf.random.stateless_normal([4, 4, filters, 32], [0, 2]), dtype)
+            for form, fn in forms.items():
+                traced = tf.function(fn)
+
+                def run(traced=traced, inputs=inputs, kernel=kernel):
+                    started = time.perf_counter()
+                    for _ in range(repeats):
+                        out = traced(inputs, kernel)
+                    out.numpy()
+                    return (time.perf_counter() - started) / repeats
+
+                arms[(precision, filters, form)] = run
+    medians = interleaved(arms, rounds)
+    print(f"fused upsampling's forward pass, batch {batch}, 14x14x32 -> 28x28 (ms per call)")
+    print(f"  {'filters':<9}" + "".join(f"{p + ': ' + f:>30}" for p in precisions for f in forms))
+    for filters in UPSAMPLING_FILTERS:
+        cells = [medians[(p, filters, f)] * 1e3 for p in precisions for f in forms]
+        print(f"  {filters:<9}" + "".join(f"{ms:30.2f}" for ms in cells))
+    for precision in precisions:
+        faster = [
+            f
+            for f in UPSAMPLING_FILTERS
+            if medians[(precision, f, "by parity")] < medians[(precision, f, "transposed")]
+        ]
+        print(
+            f"  {precision}: by parity faster for filters {faster or 'none'}; the layer takes"
+            f" it up to {layers.UpsampledConv2D.PARITY_FORWARD_MAX_FILTERS} filters"
+        )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.where_time_goes", description=__doc__.split("\n", 1)[0]
@@ -333,6 +379,7 @@ def main(argv=None) -> None:
         "tf.data": lambda: tf_data_floor(args.rounds, images),
         "ops": lambda: conv_ops(precisions),
         "primitives": lambda: [conv_primitives(p) for p in precisions],
+        "upsampling": lambda: upsampling_forward(args.rounds, precisions),
     }
     for name in only:
         probes[name]()

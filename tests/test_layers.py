@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from autoenc import layers
 from autoenc.layers import MaxPoolingThenReLU, PassPair, UpsampledConv2D, UpsampledSkipConv2D
 
 
@@ -22,7 +23,9 @@ def _outputs_and_gradients(layers, weights, x):
     return [y, *tape.gradient(loss, [x, *weights])]
 
 
-@pytest.mark.parametrize("filters,activation", [(32, "relu"), (1, None), (5, "sigmoid")])
+@pytest.mark.parametrize(
+    "filters,activation", [(32, "relu"), (1, None), (3, "relu"), (5, "sigmoid")]
+)
 @pytest.mark.parametrize("height,width", [(7, 7), (5, 9), (1, 2)])
 def test_same_outputs_and_gradients_as_upsampling_then_conv(filters, activation, height, width):
     fused = UpsampledConv2D(filters, activation)
@@ -71,6 +74,40 @@ def test_skip_variant_is_upsampling_concatenation_then_conv(height, width):
         strict=True,
     ):
         np.testing.assert_allclose(mine_grad, book_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("filters", [1, 2, 4])
+@pytest.mark.parametrize("height,width", [(7, 7), (5, 9), (1, 2)])
+def test_parity_form_is_the_transposed_convolution_with_its_gradients(filters, height, width):
+    rng = np.random.default_rng(filters * height * width)
+    x = tf.constant(rng.normal(size=(2, height, width, 6)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(4, 4, filters, 6)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(2, 2 * height, 2 * width, filters)), tf.float32)
+
+    def outputs_and_gradients(transposed_conv):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = transposed_conv(x, kernel)
+        return [y, *tape.gradient(y, [x, kernel], output_gradients=upstream)]
+
+    by_parity = outputs_and_gradients(layers.transposed_conv_by_parity)
+    transposed = outputs_and_gradients(layers.transposed_conv)
+    np.testing.assert_allclose(by_parity[0], transposed[0], rtol=1e-5, atol=1e-5)
+    for mine, reference in zip(by_parity[1:], transposed[1:], strict=True):
+        np.testing.assert_array_equal(mine, reference)  # the same ops on the same inputs
+
+
+def _forward_op_types(layer, shape) -> set:
+    traced = tf.function(layer).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    return {op.type for op in traced.graph.get_operations()}
+
+
+def test_few_filters_take_the_parity_form_and_many_the_transposed_convolution():
+    few = UpsampledConv2D(UpsampledConv2D.PARITY_FORWARD_MAX_FILTERS)
+    many = UpsampledConv2D(UpsampledConv2D.PARITY_FORWARD_MAX_FILTERS + 1)
+    few_ops, many_ops = (_forward_op_types(layer, (2, 7, 7, 3)) for layer in (few, many))
+    assert "DepthToSpace" in few_ops and "Conv2DBackpropInput" not in few_ops
+    assert "Conv2DBackpropInput" in many_ops and "DepthToSpace" not in many_ops
 
 
 def test_multiply_adds_count_two_by_two_taps_of_the_upsampled_input_only():
