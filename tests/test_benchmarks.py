@@ -1,7 +1,7 @@
 """The benchmarks' own logic that could go wrong silently: reading the CPU's extensions, the
 targets' verdicts (and when bfloat16 is not judged), dropping an arm that measured slow,
-reading oneDNN's verbose log and the profiler's, never writing over an existing report, and
-comparing launch.py's epochs with fit's."""
+reading oneDNN's verbose log and the profiler's, never writing over an existing report,
+comparing launch.py's epochs with fit's, and the upsampling probe's table."""
 
 import tempfile
 
@@ -247,3 +247,15 @@ def test_launch_vs_fit_refuses_a_single_epoch_and_reports_a_failed_run(
     with pytest.raises(SystemExit, match=r"launch.py run failed \(exit 2\):\n.*precision=float64"):
         launch_child.launch_run("conv_denoise", 2, ["--config.precision=float64"])
     assert not list(tmp_path.iterdir())  # its workdir and files are gone
+
+
+def test_upsampling_probe_times_both_forms_for_each_filter_count(capsys):
+    from benchmarks import where_time_goes
+
+    where_time_goes.upsampling_forward(1, ["float32"], batch=2, repeats=1)
+    lines = capsys.readouterr().out.splitlines()
+    rows = {int(line.split()[0]): line.split()[1:] for line in lines if line.split()[0].isdigit()}
+    assert sorted(rows) == list(where_time_goes.UPSAMPLING_FILTERS)
+    assert all(len(cells) == 2 and all(float(ms) > 0 for ms in cells) for cells in rows.values())
+    assert lines[-1].startswith("  float32: by parity faster for filters ")
+    assert lines[-1].endswith("the layer takes it up to 4 filters")
