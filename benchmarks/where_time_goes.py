@@ -72,6 +72,19 @@ def interleaved(arms: dict, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
+def _timed_calls(traced, *args, repeats: int):
+    """`run() -> seconds per call` of `repeats` calls of `traced(*args)`, fetched at the end."""
+
+    def run():
+        started = time.perf_counter()
+        for _ in range(repeats):
+            out = traced(*args)
+        tf.nest.map_structure(lambda t: t.numpy(), out)
+        return (time.perf_counter() - started) / repeats
+
+    return run
+
+
 def _layer_arms(precision: str, batch: int, repeats: int) -> tuple[dict, dict, list]:
     """{(precision, layer, kind): run} for one precision's model, its MACs per layer, names."""
     model = models.conv_denoiser(precision).autoencoder
@@ -96,15 +109,7 @@ def _layer_arms(precision: str, batch: int, repeats: int) -> tuple[dict, dict, l
             return tape.gradient(total, sources) if sources else total
 
         for kind, fn in (("fwd", forward), ("fwd+bwd", forward_backward)):
-            traced = tf.function(fn)
-
-            def run(traced=traced, layer_input=layer_input):
-                started = time.perf_counter()
-                for _ in range(repeats):
-                    out = traced(layer_input)
-                tf.nest.map_structure(lambda t: t.numpy(), out)
-                return (time.perf_counter() - started) / repeats
-
+            run = _timed_calls(tf.function(fn), layer_input, repeats=repeats)
             arms[(precision, layer.name, kind)] = run
         x = layer(x)
         names.append(layer.name)
@@ -324,20 +329,12 @@ def upsampling_forward(
     forms = {"transposed": layers.transposed_conv, "by parity": layers.transposed_conv_by_parity}
     arms = {}
     for precision in precisions:
-        dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+        dtype = keras.mixed_precision.Policy(precision).compute_dtype
         inputs = tf.cast(tf.random.stateless_normal([batch, 14, 14, 32], seed=[0, 1]), dtype)
         for filters in UPSAMPLING_FILTERS:
             kernel = tf.cast(tf.random.stateless_normal([4, 4, filters, 32], [0, 2]), dtype)
             for form, fn in forms.items():
-                traced = tf.function(fn)
-
-                def run(traced=traced, inputs=inputs, kernel=kernel):
-                    started = time.perf_counter()
-                    for _ in range(repeats):
-                        out = traced(inputs, kernel)
-                    out.numpy()
-                    return (time.perf_counter() - started) / repeats
-
+                run = _timed_calls(tf.function(fn), inputs, kernel, repeats=repeats)
                 arms[(precision, filters, form)] = run
     medians = interleaved(arms, rounds)
     print(f"fused upsampling's forward pass, batch {batch}, 14x14x32 -> 28x28 (ms per call)")
