@@ -9,7 +9,8 @@ same initial weights and with the same global batch, the arms (`benchmarks.arms`
 epochs timed as launch.py's history.csv `images_per_sec`; `fit` in this process and
 `fit_tf_defaults` in a process at TensorFlow's defaults; the speed switches
 (`benchmarks.switches`; with `bf16`, also `fit_bf16`, so bfloat16 is compared like for like);
-`clean` (conv: no noise); `pipeline`, the input alone; `matmul` (and `matmul_bf16`), the CPU's
+`clean` and `clean_bf16` (conv: no noise, which `fit`'s inputs, noised once up front, do not
+cost it); `pipeline`, the input alone; `matmul` (and `matmul_bf16`), the CPU's
 attainable rate. Every arm but `fit_tf_defaults` runs with launch.py's process settings.
 After the rounds, `python launch.py --config=NAME --config.epochs=4` runs in a child process
 for its history.csv rates (the median of epochs 2 to 4 against `ours`) and its peak RSS. The
@@ -105,6 +106,9 @@ def make_arms(config, name: str, rounds: int, quick: bool, switches: bool) -> tu
             except (TypeError, ValueError) as error:
                 not_measured["bf16_over_fit_bf16"] = f"fit fails in bfloat16: {error}"[:160]
                 log(f"  fit_bf16: {not_measured['bf16_over_fit_bf16']}")
+            if config.noise_factor:
+                clean_bf16 = OurLoop(vconfig, images, weights, 0.0).steady(timed)
+                arms["clean_bf16"] = as_config(clean_bf16, vconfig)
     arms["pipeline"] = as_config(loop.pipeline_alone(PIPELINE_SECONDS[quick]), config)
     arms["matmul"] = matmul_arm()
     if BF16 in variants:
@@ -139,6 +143,7 @@ def run_one(name: str, args) -> dict:
     arms, facts = make_arms(config, name, rounds, args.quick, args.variants)
     slow_against = {variant: "ours" for variant in facts["variants"]}
     slow_against.update({"fit_bf16": "fit"} if "fit_bf16" in arms else {})
+    slow_against.update({"clean_bf16": "clean"} if "clean_bf16" in arms else {})
     results = run_rounds(arms, rounds, slow_against)
     arms["fit_tf_defaults"].close()
     facts["rss_fit_tf_defaults_gb"] = arms["fit_tf_defaults"].peak_rss_gb

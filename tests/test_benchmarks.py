@@ -1,7 +1,7 @@
 """The benchmarks' own logic that could go wrong silently: reading the CPU's extensions, the
-targets' verdicts (and when bfloat16 is not judged), dropping an arm that measured slow,
-reading oneDNN's verbose log and the profiler's, never writing over an existing report,
-comparing launch.py's epochs with fit's, and the upsampling probe's table."""
+targets' verdicts (when bfloat16 is not judged, what the noise costs), dropping an arm that
+measured slow, reading oneDNN's verbose log and the profiler's, never writing over an existing
+report, comparing launch.py's epochs with fit's, and the upsampling probe's table."""
 
 import tempfile
 
@@ -129,6 +129,28 @@ def test_bf16_miss_says_whether_the_cpus_matmul_allows_the_target(matmul_bf16, v
     miss = verdicts["ours mixed_bfloat16 / ours float32 >= 1.8"]
     assert miss["met"] is False
     assert f"({matmul_bf16 / 100e9:.2f}x, {verdict}" in miss["reason"]
+
+
+def test_a_conv_miss_against_fit_names_the_noise_that_fit_does_not_pay():
+    # bf16 steps at 1,400 images/s with noise and 1,750 without; fit in bfloat16 at 1,000.
+    rates = dict(ours=1000.0, clean=1120.0, fit=800.0, bf16=1400.0, clean_bf16=1750.0)
+    rates.update(fit_bf16=1000.0, matmul=100e9, matmul_bf16=178e9)
+    results = {arm: [Timing(rate, 1.0, cpu_seconds=2.0)] for arm, rate in rates.items()}
+    facts = dict(same_steps_as_ours=[], flop_per_image=27.1e6, others_cores_max=0.0)
+    summary = report.summarize(results, facts, launch_run=None)
+    assert summary["ratios"]["noise_cost_bf16"]["median"] == pytest.approx(0.2)
+    assert summary["ratios"]["clean_bf16_over_fit_bf16"]["median"] == pytest.approx(1.75)
+    verdicts = {v["target"]: v for v in report.judge("conv_denoise", summary, True)}
+    miss = verdicts["ours / fit, mixed_bfloat16 >= 1.5"]
+    assert miss["met"] is False
+    assert "takes 20% of our step, and without it ours is 1.75x fit" in miss["reason"]
+    f32_reason = verdicts["ours / fit, float32 >= 1.5"]["reason"]  # 1.25x
+    assert "takes 11% of our step, and without it ours is 1.40x fit" in f32_reason
+    # Without a clean arm (no noise, or not measured) the reason says nothing of it.
+    del results["clean_bf16"]
+    summary = report.summarize(results, facts, launch_run=None)
+    verdicts = {v["target"]: v for v in report.judge("conv_denoise", summary, True)}
+    assert "noise" not in verdicts["ours / fit, mixed_bfloat16 >= 1.5"]["reason"]
 
 
 def test_judge_leaves_bf16_unjudged_where_it_is_emulated():
