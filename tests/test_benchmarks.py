@@ -282,3 +282,33 @@ def test_upsampling_probe_times_both_forms_for_each_filter_count(capsys):
     assert all(len(cells) == 2 and all(float(ms) > 0 for ms in cells) for cells in rows.values())
     assert lines[-1].startswith("  float32: by parity faster for filters ")
     assert lines[-1].endswith("the layer takes it up to 4 filters")
+
+
+def test_same_answers_judges_the_last_epoch_within_the_larger_nudge_or_the_precision():
+    from benchmarks import same_answers
+
+    def run(val_loss, tolerance):
+        return dict(val_loss=val_loss, tolerance=tolerance)
+
+    runs = {
+        "one_ulp_up": run([0.33, 0.2910], None),  # +10%, then +0.34%: a chaotic start
+        "one_ulp_down": run([0.3015, 0.2901], None),  # +0.5%, then +0.03%
+        "default": run([0.30, 0.29], 1e-4),
+        "float32_settles": run([0.39, 0.2915], 1e-4),  # 30% off at first, 0.52% at the last
+        "float32_drifts": run([0.30, 0.2925], 1e-4),  # 0.86% at the last: over 2x the 0.34%
+        "bf16": run([0.39, 0.2945], 0.02),  # 1.6% at the last: the precision's 2% holds
+        "bf16_off": run([0.30, 0.30], 0.02),  # 3.4% at the last
+    }
+    same_answers.judge(runs)
+    verdicts = {name: r["same"] for name, r in runs.items() if r["tolerance"] is not None}
+    assert verdicts == dict(
+        default=True,
+        float32_settles=True,
+        float32_drifts=False,
+        bf16=True,
+        bf16_off=False,
+    )
+    # Each epoch's bound: twice the larger nudge (the up one at both epochs here), or the
+    # precision's tolerance where that is larger.
+    assert runs["float32_settles"]["bounds"] == pytest.approx([0.2, 2 * 0.001 / 0.29])
+    assert runs["bf16"]["bounds"] == pytest.approx([0.2, 0.02])
