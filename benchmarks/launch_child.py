@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.report import GB
@@ -16,11 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def launch_run(
-    config: str, epochs: int, overrides: list[str] | tuple = (), env: dict | None = None
+    config: str,
+    epochs: int,
+    overrides: list[str] | tuple = (),
+    env: dict | None = None,
+    inspect: Callable[[Path], dict] | None = None,
 ) -> dict:
     """`python launch.py --config=CONFIG --config.epochs=EPOCHS [OVERRIDES]` into a temporary
     workdir, removed afterwards: {command, images_per_sec (per epoch), seconds, peak_rss_kib,
-    peak_rss_gb}. A failed run ends the caller with launch.py's last lines of stderr."""
+    peak_rss_gb}, and whatever `inspect(workdir)` reads from the finished run. A failed run
+    ends the caller with launch.py's last lines of stderr."""
     command = [f"--config={config}", f"--config.epochs={epochs}", *overrides]
     with tempfile.TemporaryDirectory(prefix="benchmark-launch-") as scratch:
         workdir, rss = Path(scratch, "run"), Path(scratch, "rss")
@@ -45,10 +51,12 @@ def launch_run(
                 )
         with open(workdir / "history.csv", newline="") as history:
             rates = [float(row["images_per_sec"]) for row in csv.DictReader(history)]
+        inspected = inspect(workdir) if inspect else {}
     return dict(
         command=" ".join(["python launch.py", *command]),
         images_per_sec=rates,
         seconds=seconds,
         peak_rss_kib=peak_kib,
         peak_rss_gb=peak_kib * 1024 / GB,
+        **inspected,
     )

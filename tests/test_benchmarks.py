@@ -313,3 +313,70 @@ def test_same_answers_judges_the_last_epoch_within_the_larger_nudge_or_the_preci
     # precision's tolerance where that is larger.
     assert runs["float32_settles"]["bounds"] == pytest.approx([0.2, 2 * 0.001 / 0.29])
     assert runs["bf16"]["bounds"] == pytest.approx([0.2, 0.02])
+
+
+def test_quality_bar_reads_each_epochs_validation_psnr_from_a_run(tmp_path, tiny_data):
+    from autoenc import train
+    from benchmarks import quality_bar
+    from configs import conv_denoise
+
+    config = conv_denoise.get_config()
+    config.update(batch_size=64, epochs=2, steps_per_loop=2)
+    metrics = train.train_and_evaluate(config, tmp_path, data=tiny_data)
+    run = quality_bar.read_run(tmp_path)
+    assert len(run["val_psnr"]) == len(run["epoch_seconds"]) == 2
+    assert run["noisy_psnr"] == metrics["noisy_input"]["psnr"]
+    # Validation scores the test images with the evaluation noise, so the best epoch's
+    # validation PSNR is the test PSNR of the best checkpoint.
+    best = metrics["best_epoch"]
+    assert run["val_psnr"][best - 1] == pytest.approx(metrics["test"]["psnr"], abs=1e-3)
+    assert run["val_psnr"][0] != run["val_psnr"][1]
+
+
+def test_quality_bar_times_the_first_crossing_and_who_got_there_first():
+    from benchmarks import quality_bar
+
+    def run(psnrs, seconds, last_val_loss):
+        return dict(
+            val_psnr=psnrs,
+            epoch_seconds=seconds,
+            val_loss=[0.4] * (len(psnrs) - 1) + [last_val_loss],
+            noisy_psnr=9.3,
+        )
+
+    runs = {
+        0: {  # bfloat16 crosses an epoch later but sooner in seconds
+            "float32": run([16.0, 17.0, 17.4, 17.6], [10, 10, 10, 10], 0.30),
+            "mixed_bfloat16": run([16.0, 16.9, 17.2, 17.5], [6, 6, 6, 6], 0.303),
+        },
+        1: {  # float32 never reaches it
+            "float32": run([16.0, 16.5, 17.0, 17.2], [10, 10, 10, 10], 0.31),
+            "mixed_bfloat16": run([16.0, 17.3, 17.4, 17.5], [7, 7, 7, 7], 0.31),
+        },
+        2: {  # a tie in seconds: nobody first
+            "float32": run([17.3, 17.4, 17.5, 17.6], [8, 8, 8, 8], 0.30),
+            "mixed_bfloat16": run([17.31, 17.4, 17.5, 17.6], [8, 8, 8, 8], 0.297),
+        },
+    }
+    summary = quality_bar.summarize(runs, ["float32", "mixed_bfloat16"], bar_db=8.0)
+    assert runs[0]["float32"]["crossing"] == (3, 30)
+    assert runs[0]["mixed_bfloat16"]["crossing"] == (4, 24)
+    assert runs[1]["float32"]["crossing"] is None
+    assert summary["float32"]["reached"] == 2 and summary["mixed_bfloat16"]["reached"] == 3
+    assert summary["float32"]["median_seconds"] == 19  # (30 + 8) / 2
+    assert summary["mixed_bfloat16"]["median_seconds"] == 14  # of 24, 14, 8
+    assert summary["float32"]["first"] == 0 and summary["mixed_bfloat16"]["first"] == 2
+    offs = summary["mixed_bfloat16"]["last_val_loss_off"]
+    assert offs == pytest.approx([0.01, 0.0, -0.01])
+    report = quality_bar.format_report("conv_denoise", 4, _with_rates(runs), summary, 8.0)
+    assert "reached the bar in 2 of 3 runs, median 19.0 s" in report
+    offs_shown = "last val_loss off float32's: +1.00%, +0.00%, -1.00%"
+    assert f"first with 2 seed(s) of 3; {offs_shown}" in report
+
+
+def _with_rates(runs: dict) -> dict:
+    for by_precision in runs.values():
+        for run in by_precision.values():
+            run["images_per_sec"] = [1000.0] * len(run["val_psnr"])
+            run["peak_rss_gb"] = 0.9
+    return runs
