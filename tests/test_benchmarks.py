@@ -1,8 +1,8 @@
 """The benchmarks' own logic that could go wrong silently: reading the CPU's extensions, the
 targets' verdicts (when bfloat16 is not judged, what the noise costs), dropping an arm that
 measured slow, reading oneDNN's verbose log and the profiler's, never writing over an existing
-report, comparing launch.py's epochs with fit's, the upsampling probe's table, and same_answers'
-verdicts."""
+report, comparing launch.py's epochs with fit's, the upsampling probe's table, same_answers'
+verdicts, and the quality-bar tool's reading of a run and its timing of the first crossing."""
 
 import tempfile
 
