@@ -21,12 +21,12 @@ def launch_run(
     epochs: int,
     overrides: list[str] | tuple = (),
     env: dict | None = None,
-    inspect: Callable[[Path], dict] | None = None,
+    read_workdir: Callable[[Path], dict] | None = None,
 ) -> dict:
     """`python launch.py --config=CONFIG --config.epochs=EPOCHS [OVERRIDES]` into a temporary
     workdir, removed afterwards: {command, images_per_sec (per epoch), seconds, peak_rss_kib,
-    peak_rss_gb}, and whatever `inspect(workdir)` reads from the finished run. A failed run
-    ends the caller with launch.py's last lines of stderr."""
+    peak_rss_gb}, and the keys `read_workdir(workdir)` returns from the finished run (other
+    keys than these). A failed run ends the caller with launch.py's last lines of stderr."""
     command = [f"--config={config}", f"--config.epochs={epochs}", *overrides]
     with tempfile.TemporaryDirectory(prefix="benchmark-launch-") as scratch:
         workdir, rss = Path(scratch, "run"), Path(scratch, "rss")
@@ -51,12 +51,14 @@ def launch_run(
                 )
         with open(workdir / "history.csv", newline="") as history:
             rates = [float(row["images_per_sec"]) for row in csv.DictReader(history)]
-        inspected = inspect(workdir) if inspect else {}
-    return dict(
+        read = read_workdir(workdir) if read_workdir else {}
+    run = dict(
         command=" ".join(["python launch.py", *command]),
         images_per_sec=rates,
         seconds=seconds,
         peak_rss_kib=peak_kib,
         peak_rss_gb=peak_kib * 1024 / GB,
-        **inspected,
     )
+    if clash := run.keys() & read.keys():
+        raise ValueError(f"read_workdir returned keys launch_run sets: {sorted(clash)}")
+    return run | read

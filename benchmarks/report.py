@@ -5,6 +5,7 @@ text table printed for each config.
 
 import dataclasses
 import statistics
+from types import SimpleNamespace
 
 GB = 1e9
 EPOCH_BOUND = 0.95  # a whole epoch's rate within 5% of the steady state's
@@ -54,13 +55,25 @@ TARGETS = {
 
 def _ratio(numerator: list, denominator: list) -> dict:
     """Per-round ratios of two arms' timings: by wall time, and by CPU time (steadier when
-    other processes share the cores)."""
+    other processes share the cores). An arm measured slow has one timing, its warm-up, which
+    shares no round with the other's: then the one ratio is of the two arms' medians."""
+    if len(numerator) != len(denominator):
+        numerator, denominator = [_median_timing(numerator)], [_median_timing(denominator)]
     per_round = [a.rate / b.rate for a, b in zip(numerator, denominator)]
     by_cpu = [a.cpu_rate / b.cpu_rate for a, b in zip(numerator, denominator)]
     return dict(
         median=statistics.median(per_round),
         per_round=per_round,
         cpu_median=statistics.median(by_cpu),
+    )
+
+
+def _median_timing(timings: list):
+    """A stand-in timing with the median rates of `timings` (work per second and per CPU
+    second)."""
+    return SimpleNamespace(
+        rate=statistics.median(t.rate for t in timings),
+        cpu_rate=statistics.median(t.cpu_rate for t in timings),
     )
 
 
@@ -305,12 +318,18 @@ def _kernel_lines(s: dict) -> list[str]:
     return lines
 
 
+def after_first_epoch(rates: list[float]) -> list[float]:
+    """A launch.py run's epoch rates without its first epoch, which traces the steps (all of
+    them if there is only one)."""
+    return rates[1:] or rates
+
+
 def _launch_lines(s: dict) -> list[str]:
     run = s.get("launch_run")
     if not run:
         return []
     rates = ", ".join(f"{rate:,.0f}" for rate in run["images_per_sec"])
-    after_first = run["images_per_sec"][1:] or run["images_per_sec"]  # the first traces
+    after_first = after_first_epoch(run["images_per_sec"])
     ratio = statistics.median(after_first) / s["arms"]["ours"]["median_rate"]
     return [
         f"  {run['command']}: history.csv images_per_sec by epoch {rates} (the median after"

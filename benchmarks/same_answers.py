@@ -16,12 +16,13 @@ rounding. The conv model's first epoch amplifies such changes a lot, so any chan
 or fusion moves it as much, and by how much depends on the change: two nudges measure that
 spread better than one.
 
-Each epoch's val_loss gets a bound: the larger of the precision's tolerance (1e-4 for float32
-switches; 2% for 16-bit ones, whose activations and gradients keep 8 or 11 mantissa bits) and
-twice the larger of the nudged rows' deviations at that epoch. A switch is judged after the
-last epoch, on the answer training gives: in the conv model's first epoch any change of
-rounding, a float32 switch's included, swings val_loss by up to about 12% either way (the
-nudges measured 1-6%), which the next epoch undoes. Exits 1 if a switch is outside.
+A switch is judged after the last epoch, on the answer training gives, against a bound: the
+larger of the precision's tolerance (1e-4 for float32 switches; 2% for 16-bit ones, whose
+activations and gradients keep 8 or 11 mantissa bits) and twice the larger of the nudged rows'
+deviations there (the JSON records that bound for every epoch too, for reading). Not earlier
+epochs: in the conv model's first epoch any change of rounding, a float32 switch's included,
+swings val_loss by up to about 12% either way (the nudges measured 1-6%), which the next epoch
+undoes. Exits 1 if a switch is outside.
 The JSON goes to --out, or to a new file under runs/benchmarks/.
 """
 
@@ -158,6 +159,7 @@ def judge(runs: dict) -> None:
     for run in runs.values():
         run["relative_diff"] = (np.array(run["val_loss"]) / reference - 1).tolist()
     yardsticks = [run for run in runs.values() if run["tolerance"] is None]
+    assert yardsticks, "judge needs the nudged runs"
     noise = np.max([np.abs(run["relative_diff"]) for run in yardsticks], axis=0)
     for run in runs.values():
         if run["tolerance"] is None:

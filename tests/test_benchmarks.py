@@ -148,6 +148,12 @@ def test_a_conv_miss_against_fit_names_the_noise_that_fit_does_not_pay():
     assert noise in miss["reason"]
     f32_reason = verdicts["ours / fit, float32 >= 1.5"]["reason"]  # 1.25x
     assert "takes 11% of our step, and without it ours is 1.40x fit (short even" in f32_reason
+    # On a shared machine the reason, like the verdict, goes by CPU time: here the clean bf16
+    # arm used twice the CPU seconds, so by CPU it is no faster than fit.
+    results["clean_bf16"] = [Timing(1750.0, 1.0, others=1.0, cpu_seconds=4.0)]
+    shared = report.summarize(results, facts, launch_run=None)
+    shared_reason = {v["target"]: v["reason"] for v in report.judge("conv_denoise", shared, True)}
+    assert "without it ours is 0.88x fit (short even" in shared_reason[miss["target"]]
     # Without a clean arm (no noise, or not measured) the reason says nothing of it.
     del results["clean_bf16"]
     summary = report.summarize(results, facts, launch_run=None)
@@ -292,8 +298,8 @@ def test_same_answers_judges_the_last_epoch_within_the_larger_nudge_or_the_preci
         return dict(val_loss=val_loss, tolerance=tolerance)
 
     runs = {
-        "one_ulp_up": run([0.33, 0.2910], None),  # +10%, then +0.34%: a chaotic start
-        "one_ulp_down": run([0.3015, 0.2901], None),  # +0.5%, then +0.03%
+        "one_ulp_up": run([0.33, 0.2901], None),  # +10% after epoch 1, a chaotic start; +0.03%
+        "one_ulp_down": run([0.2985, 0.2890], None),  # -0.5%, then -0.34%
         "default": run([0.30, 0.29], 1e-4),
         "float32_settles": run([0.39, 0.2915], 1e-4),  # 30% off at first, 0.52% at the last
         "float32_drifts": run([0.30, 0.2925], 1e-4),  # 0.86% at the last: over 2x the 0.34%
@@ -309,8 +315,8 @@ def test_same_answers_judges_the_last_epoch_within_the_larger_nudge_or_the_preci
         bf16=True,
         bf16_off=False,
     )
-    # Each epoch's bound: twice the larger nudge (the up one at both epochs here), or the
-    # precision's tolerance where that is larger.
+    # Each epoch's bound: twice the larger nudge, whichever way it went (up at epoch 1, down at
+    # epoch 2), or the precision's tolerance where that is larger.
     assert runs["float32_settles"]["bounds"] == pytest.approx([0.2, 2 * 0.001 / 0.29])
     assert runs["bf16"]["bounds"] == pytest.approx([0.2, 0.02])
 
@@ -370,6 +376,8 @@ def test_quality_bar_times_the_first_crossing_and_who_got_there_first():
     assert offs == pytest.approx([0.01, 0.0, -0.01])
     report = quality_bar.format_report("conv_denoise", 4, _with_rates(runs), summary, 8.0)
     assert "reached the bar in 2 of 3 runs, median 19.0 s" in report
+    rows = [line.split() for line in report.splitlines()]
+    assert ["1", "float32"] + "16.00 16.50 17.00 17.20 17.30 never".split() == rows[4][:8]
     offs_shown = "last val_loss off float32's: +1.00%, +0.00%, -1.00%"
     assert f"first with 2 seed(s) of 3; {offs_shown}" in report
 
@@ -380,3 +388,12 @@ def _with_rates(runs: dict) -> dict:
             run["images_per_sec"] = [1000.0] * len(run["val_psnr"])
             run["peak_rss_gb"] = 0.9
     return runs
+
+
+def test_a_ratio_with_an_arm_measured_slow_compares_medians():
+    # fit_bf16 measured slow (its warm-up only): no round to pair with, so medians.
+    bf16 = [Timing(rate, 1.0, cpu_seconds=2.0) for rate in (1300.0, 1400.0, 1500.0)]
+    results = dict(ours=bf16, bf16=bf16, fit_bf16=[Timing(500.0, 1.0, cpu_seconds=2.0)])
+    summary = report.summarize(results, dict(same_steps_as_ours=[]), launch_run=None)
+    ratio = summary["ratios"]["bf16_over_fit_bf16"]
+    assert ratio["per_round"] == [pytest.approx(2.8)] and ratio["cpu_median"] == pytest.approx(2.8)
