@@ -21,6 +21,7 @@ after every seed, so a failed run keeps the seeds before it.
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import time
@@ -158,7 +159,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     out = output_path(args.out, "quality_bar")
     command = " ".join(["python -m benchmarks.quality_bar", *sys.argv[1:]])
-    started, runs, cpu = time.perf_counter(), {}, cpu_lib.this_cpu()
+    # launch.py turns oneDNN on unless TF_ENABLE_ONEDNN_OPTS, which its runs inherit, says no
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+    started, runs, cpu = time.perf_counter(), {}, cpu_lib.this_cpu(onednn=onednn)
     for index, seed in enumerate(args.seeds):
         order = args.precisions if index % 2 == 0 else args.precisions[::-1]
         by_precision = {}
@@ -171,7 +174,7 @@ def main(argv=None) -> None:
         runs[seed] = {p: by_precision[p] for p in args.precisions}  # the table's order
         write_json(out, dict(command=command, cpu=cpu.to_json(), runs=runs))
     summary = summarize(runs, args.precisions, args.bar_db)
-    print(f"{command}\nCPU: {cpu.describe()} (launch.py turns oneDNN on unless told otherwise)")
+    print(f"{command}\nCPU: {cpu.describe()} (in launch.py's runs)")
     print(format_report(args.config, args.epochs, runs, summary, args.bar_db))
     wall = time.perf_counter() - started
     print(f"wall time {wall / 60:.1f} min; JSON: {out}")
