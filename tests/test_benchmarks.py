@@ -7,6 +7,7 @@ verdicts, and the quality-bar tool's reading of a run and its timing of the firs
 import tempfile
 
 import pytest
+from conftest import mirrored
 
 from benchmarks import clock, cpu, launch_child, launch_vs_fit, primitives, report
 from benchmarks.clock import Timing
@@ -328,7 +329,9 @@ def test_quality_bar_reads_each_epochs_validation_psnr_from_a_run(tmp_path, tiny
 
     config = conv_denoise.get_config()
     config.update(batch_size=64, epochs=2, steps_per_loop=2)
-    metrics = train.train_and_evaluate(config, tmp_path, data=tiny_data)
+    # A strategy of the tests' own (conftest.mirrored): the default one would share collective
+    # keys with the other tests' default strategies in this process, for another model.
+    metrics = train.train_and_evaluate(config, tmp_path, data=tiny_data, strategy=mirrored(2))
     run = quality_bar.read_run(tmp_path)
     assert len(run["val_psnr"]) == len(run["epoch_seconds"]) == 2
     assert run["noisy_psnr"] == metrics["noisy_input"]["psnr"]
