@@ -21,13 +21,13 @@ after every seed, so a failed run keeps the seeds before it.
 import argparse
 import csv
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from autoenc import config as config_lib
+from autoenc.command_line import configure_process
 from autoenc.errors import UsageError
 from benchmarks import cpu as cpu_lib
 from benchmarks.clock import log, output_path, write_json
@@ -38,7 +38,7 @@ from benchmarks.report import after_first_epoch
 def read_run(workdir: Path) -> dict:
     """A finished run's validation PSNR, val_loss and seconds (evaluation included) per
     epoch, and the noisy input's PSNR."""
-    import tensorflow as tf  # here, not at the top: the runs themselves are child processes
+    import tensorflow as tf  # here, not at the top: a usage error needs no TensorFlow
     from tensorboard.backend.event_processing import event_accumulator
 
     with open(workdir / "history.csv", newline="") as f:
@@ -159,8 +159,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     out = output_path(args.out, "quality_bar")
     command = " ".join(["python -m benchmarks.quality_bar", *sys.argv[1:]])
-    # launch.py turns oneDNN on unless TF_ENABLE_ONEDNN_OPTS, which its runs inherit, says no
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+    # launch.py's process settings here too, so this process's TensorFlow runs oneDNN as the
+    # runs' does, and says so
+    configure_process()
+    onednn = cpu_lib.onednn_enabled()
     started, runs, cpu = time.perf_counter(), {}, cpu_lib.this_cpu(onednn=onednn)
     for index, seed in enumerate(args.seeds):
         order = args.precisions if index % 2 == 0 else args.precisions[::-1]
