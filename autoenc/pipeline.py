@@ -9,9 +9,13 @@ threads consume the data. A seeded stateful RNG inside `map` would repeat the sa
 (tensorflow#35682). Validation noise is keyed on the batch index alone, so val_loss is comparable
 across epochs. A blind denoiser trains on a noise level drawn per image (`noise_factor_max`),
 keyed on (seed, epoch) and the image's index; its validation keeps the one fixed level.
+Under a mixed precision the training noise comes from `normal_from_16_bits`, which costs half
+as much; validation and test noise are always TensorFlow's, so the test set is the same
+whatever the precision.
 """
 
 import dataclasses
+import math
 
 import tensorflow as tf
 
@@ -28,12 +32,39 @@ def _stream_seed(seed: int, stream: int, *keys) -> tf.Tensor:
     return key
 
 
-def add_noise(clean: tf.Tensor, noise_factor, seed: tf.Tensor) -> tf.Tensor:
+def normal_from_16_bits(shape, seed: tf.Tensor) -> tf.Tensor:
+    """Float32 N(0, 1) draws of `shape` from a stateless seed, two per 32-bit random word.
+
+    Box-Muller on the word's halves: the high 16 bits give the radius, sqrt(-2 ln u) with
+    u = (high + 0.5) / 2**16, the low 16 bits the angle. The draws lie on a grid of 2**32
+    points whose distribution is within 1/2**16 of the normal's everywhere (CDF; the largest
+    draw is 4.85), and they cost about half the CPU time of `tf.random.stateless_normal`,
+    which spends two 32-bit words per pair.
+    """
+    count = tf.reduce_prod(shape)
+    words = tf.random.stateless_uniform(
+        [(count + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32
+    )
+    high = tf.cast(tf.bitwise.right_shift(words, 16), tf.float32)
+    low = tf.cast(tf.bitwise.bitwise_and(words, 0xFFFF), tf.float32)
+    radius = tf.sqrt(-2.0 * tf.math.log((high + 0.5) * 2.0**-16))
+    angle = low * (2.0 * math.pi * 2.0**-16)
+    pairs = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], axis=0)
+    return tf.reshape(pairs[:count], shape)
+
+
+def add_noise(
+    clean: tf.Tensor, noise_factor, seed: tf.Tensor, *, from_16_bits: bool = False
+) -> tf.Tensor:
     """The book's corruption, clip(x + noise_factor * N(0, 1), 0, 1), from a stateless seed.
 
     `noise_factor` is a number, or a tensor that broadcasts against `clean` (one level per
-    image: shape [batch, 1, ...])."""
-    noise = tf.random.stateless_normal(tf.shape(clean), seed=seed, dtype=clean.dtype)
+    image: shape [batch, 1, ...]). The normal draws are TensorFlow's, or with `from_16_bits`
+    the cheaper `normal_from_16_bits` (float32 `clean` only)."""
+    if from_16_bits:
+        noise = normal_from_16_bits(tf.shape(clean), seed)
+    else:
+        noise = tf.random.stateless_normal(tf.shape(clean), seed=seed, dtype=clean.dtype)
     return tf.clip_by_value(clean + noise_factor * noise, 0.0, 1.0)
 
 
@@ -61,6 +92,9 @@ class TrainBatches:
         noise_factor_max: above 0, each image's noise level is drawn uniformly from
             [0, noise_factor_max] instead, anew every epoch (`noise_levels`), and
             `noise_factor` is left to validation: a blind denoiser.
+        noise_from_16_bits: draw the training noise with `normal_from_16_bits`, at half the
+            CPU time: for a model that rounds its input to a 16-bit float (mixed precision),
+            whose 8 (bfloat16) or 11 (float16) significant bits see nothing finer.
     """
 
     images: tf.Tensor
@@ -69,6 +103,7 @@ class TrainBatches:
     noise_factor: float
     input_shape: tuple
     noise_factor_max: float = 0.0
+    noise_from_16_bits: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -186,7 +221,7 @@ class TrainBatches:
         factor = self.noise_factor
         if levels is not None:  # one level per image, broadcast over its pixels
             factor = tf.reshape(tf.gather(levels, indices), [-1] + [1] * len(self.input_shape))
-        return add_noise(to_float(clean), factor, key)
+        return add_noise(to_float(clean), factor, key, from_16_bits=self.noise_from_16_bits)
 
     def _batch(self, epoch, batch_index, indices, levels):
         clean = tf.reshape(tf.gather(self.images, indices), [-1, *self.input_shape])

@@ -218,6 +218,20 @@ def _done_in_epoch(run: _Run) -> int:
     return run.step - run.epoch * run.batches.steps_per_epoch
 
 
+def make_train_batches(config, train_images: tf.Tensor) -> pipeline.TrainBatches:
+    """The config's training batches. A mixed precision draws the noise from 16 bits per
+    number: its model's first layer rounds the input to a 16-bit float anyway."""
+    return pipeline.TrainBatches(
+        train_images,
+        config.batch_size,
+        config.seed,
+        config.noise_factor,
+        models.input_shape(config),
+        noise_factor_max=config.noise_factor_max,  # > 0: a noise level drawn per image
+        noise_from_16_bits=config.precision != "float32",
+    )
+
+
 def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _Run:
     """Builds every piece of state in the strategy's scope and restores the latest checkpoint,
     before anything is traced (a Keras 3 optimizer must be built before the first step, and
@@ -228,14 +242,7 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
     set_op_determinism(config.deterministic)
     train_images, test_images = images
     input_shape = models.input_shape(config)
-    batches = pipeline.TrainBatches(
-        train_images,
-        config.batch_size,
-        config.seed,
-        config.noise_factor,
-        input_shape,
-        noise_factor_max=config.noise_factor_max,  # > 0: a noise level drawn per image
-    )
+    batches = make_train_batches(config, train_images)
     _log_layout(strategy, config.batch_size, train_images.shape[0], batches.steps_per_epoch)
 
     keras.utils.set_random_seed(config.seed)

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from autoenc import distribute, models, pipeline, steps, train
+from autoenc import distribute, steps, train
 from autoenc.layers import UpsampledConv2D
 from benchmarks.clock import Stopwatch, Timing
 
@@ -42,10 +42,9 @@ class OurLoop:
         self.train_steps = steps.TrainSteps(
             self.strategy, self.model, optimizer, config.batch_size, jit_compile=config.xla
         )
-        noise = config.noise_factor if noise_factor is None else noise_factor
-        self.batches = pipeline.TrainBatches(
-            train_images, config.batch_size, config.seed, noise, models.input_shape(config)
-        )
+        self.batches = train.make_train_batches(config, train_images)
+        if noise_factor is not None:
+            self.batches = dataclasses.replace(self.batches, noise_factor=noise_factor)
         per_call, per_epoch = config.steps_per_loop, self.batches.steps_per_epoch
         if per_epoch < 2 * per_call:
             raise SystemExit(f"benchmarks: steps_per_loop {per_call} exceeds half an epoch")

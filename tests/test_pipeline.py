@@ -165,3 +165,52 @@ def test_blind_blocks_hold_the_same_batches_as_per_batch_elements():
     batches, per_batch = blind_batches(4, batch_size=16)
     blocks = [x.numpy() for x, _ in batches.dataset(4, skip_batches=2, block_sizes=[1, 3])]
     np.testing.assert_array_equal(np.concatenate(blocks), np.stack([x for x, _ in per_batch[2:]]))
+
+
+def test_normal_from_16_bits_draws_a_standard_normal():
+    from scipy.special import ndtr
+
+    draws = pipeline.normal_from_16_bits([2, 2**19], tf.constant([7, 3], tf.int64)).numpy()
+    assert draws.shape == (2, 2**19) and draws.dtype == np.float32
+    values = np.sort(draws.ravel())
+    count = values.size
+    assert abs(values.mean()) < 0.005 and abs(values.std() - 1) < 0.005
+    # Kolmogorov distance to N(0, 1): 1.63 / sqrt(count) = 0.0016 at 1% for true normals
+    cdf = ndtr(values)
+    distance = max(
+        np.max(np.arange(1, count + 1) / count - cdf), np.max(cdf - np.arange(count) / count)
+    )
+    assert distance < 0.0025
+    assert np.abs(values).max() < 4.86  # the grid's largest radius
+    assert abs(np.mean(np.abs(values) > 2) - 0.0455) < 0.002
+    # a pair's two draws (one word's cosine and sine) are independent, not only uncorrelated
+    cosines, sines = draws[0], draws[1]
+    assert abs(np.corrcoef(cosines, sines)[0, 1]) < 0.006
+    assert abs(np.corrcoef(cosines**2, sines**2)[0, 1]) < 0.006
+
+
+def test_normal_from_16_bits_is_keyed_on_its_seed_and_takes_odd_shapes():
+    def draw(seed, shape=(3, 5)):
+        return pipeline.normal_from_16_bits(shape, tf.constant(seed, tf.int64)).numpy()
+
+    np.testing.assert_array_equal(draw([1, 2]), draw([1, 2]))
+    assert not np.any(draw([1, 2]) == draw([1, 3]))
+    assert draw([1, 2]).shape == (3, 5)  # 15 draws: the last word's sine is left out
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_mixed_precision_trains_on_16_bit_noise_and_keeps_the_clean_targets(precision):
+    from autoenc import config as config_lib
+    from autoenc import train
+
+    config = config_lib.load_config("conv_denoise")
+    config.precision, config.batch_size = precision, 32
+    batches = train.make_train_batches(config, IMAGES)
+    assert batches.noise_from_16_bits == (precision != "float32")
+    reference = pipeline.TrainBatches(IMAGES, 32, config.seed, 0.5, (28, 28, 1))
+    ((noisy, clean),) = batches.dataset(0).take(1)
+    ((reference_noisy, reference_clean),) = reference.dataset(0).take(1)
+    np.testing.assert_array_equal(clean, reference_clean)
+    assert np.array_equal(noisy, reference_noisy) == (precision == "float32")
+    noise = noisy.numpy() - pipeline.to_float(clean).numpy()
+    assert 0.2 < np.std(noise) < 0.5 and noisy.numpy().min() >= 0 and noisy.numpy().max() <= 1
