@@ -93,8 +93,8 @@ class TrainBatches:
             [0, noise_factor_max] instead, anew every epoch (`noise_levels`), and
             `noise_factor` is left to validation: a blind denoiser.
         noise_from_16_bits: draw the training noise with `normal_from_16_bits`, at half the
-            CPU time: for a model that rounds its input to a 16-bit float (mixed precision),
-            whose 8 (bfloat16) or 11 (float16) significant bits see nothing finer.
+            CPU time: for a model whose first layer rounds its input to a 16-bit float
+            anyway (a mixed precision: 8 significant bits in bfloat16, 11 in float16).
     """
 
     images: tf.Tensor

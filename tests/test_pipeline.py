@@ -214,3 +214,12 @@ def test_mixed_precision_trains_on_16_bit_noise_and_keeps_the_clean_targets(prec
     assert np.array_equal(noisy, reference_noisy) == (precision == "float32")
     noise = noisy.numpy() - pipeline.to_float(clean).numpy()
     assert 0.2 < np.std(noise) < 0.5 and noisy.numpy().min() >= 0 and noisy.numpy().max() <= 1
+
+
+def test_blind_levels_scale_the_16_bit_noise_per_image():
+    levels = np.linspace(0.0, 1.0, 16, dtype=np.float32)[:, None, None, None]
+    clean = tf.fill([16, 28, 28, 1], 0.5)
+    noisy = pipeline.add_noise(clean, levels, tf.constant([5, 6], tf.int64), from_16_bits=True)
+    spread = np.std(noisy.numpy() - 0.5, axis=(1, 2, 3))
+    assert spread[0] == 0 and np.all(np.diff(spread[:8]) > 0)  # more noise for a higher level
+    np.testing.assert_allclose(spread[:5], levels[:5, 0, 0, 0], rtol=0.1)  # unclipped yet
