@@ -9,8 +9,8 @@ threads consume the data. A seeded stateful RNG inside `map` would repeat the sa
 (tensorflow#35682). Validation noise is keyed on the batch index alone, so val_loss is comparable
 across epochs. A blind denoiser trains on a noise level drawn per image (`noise_factor_max`),
 keyed on (seed, epoch) and the image's index; its validation keeps the one fixed level.
-Under a mixed precision the training noise comes from `normal_from_16_bits`, which costs half
-as much; validation and test noise are always TensorFlow's, so the test set is the same
+Under a mixed precision the training noise comes from `normal_from_16_bits`, a cheaper
+sampler; validation and test noise are always TensorFlow's, so the test set is the same
 whatever the precision.
 """
 
@@ -38,8 +38,9 @@ def normal_from_16_bits(shape, seed: tf.Tensor) -> tf.Tensor:
     Box-Muller on the word's halves: the high 16 bits give the radius, sqrt(-2 ln u) with
     u = (high + 0.5) / 2**16, the low 16 bits the angle. The draws lie on a grid of 2**32
     points whose distribution is within 1/2**16 of the normal's everywhere (CDF; the largest
-    draw is 4.85), and they cost about half the CPU time of `tf.random.stateless_normal`,
-    which spends two 32-bit words per pair.
+    draw is 4.85). Their CPU time was half of `tf.random.stateless_normal`'s on an AVX-512
+    AMD EPYC (`python -m benchmarks.where_time_goes --only=noise`): mostly because the
+    transform runs as vectorised TensorFlow ops, partly because it takes half the random words.
     """
     count = tf.reduce_prod(shape)
     words = tf.random.stateless_uniform(
@@ -92,8 +93,8 @@ class TrainBatches:
         noise_factor_max: above 0, each image's noise level is drawn uniformly from
             [0, noise_factor_max] instead, anew every epoch (`noise_levels`), and
             `noise_factor` is left to validation: a blind denoiser.
-        noise_from_16_bits: draw the training noise with `normal_from_16_bits`, at half the
-            CPU time: for a model whose first layer rounds its input to a 16-bit float
+        noise_from_16_bits: draw the training noise with `normal_from_16_bits`, the cheaper
+            sampler: for a model whose first layer rounds its input to a 16-bit float
             anyway (a mixed precision: 8 significant bits in bfloat16, 11 in float16).
     """
 

@@ -1,10 +1,10 @@
 """Where a training step's time goes on this CPU: the figures behind docs/speed.md's "why".
 
     python -m benchmarks.where_time_goes [--rounds=N] [--precisions=float32,mixed_bfloat16]
-                                         [--only=layers,ops,dense,tf.data,primitives,upsampling]
+                                         [--only=layers,ops,dense,tf.data,primitives,upsampling,noise]
 
-Six probes; `layers`, `dense` and `tf.data` interleave their arms round by round (A B C, then
-C B A) and give medians:
+Seven probes; `layers`, `dense`, `tf.data`, `upsampling` and `noise` interleave their arms round
+by round (A B C, then C B A) and give medians:
 
   layers      each layer of the conv denoiser alone at batch 128, forward and forward+backward
               (gradients for its weights and, except the first layer, its input), in each of
@@ -24,6 +24,9 @@ C B A) and give medians:
               transposed convolution and parity by parity, for 1 to 32 filters on the conv
               model's last upsampling input (batch 128, 14x14x32), in each of `--precisions`:
               up to which filter count the parity form is faster on this CPU.
+  noise       the CPU time of one conv training batch's noise (128x28x28), TensorFlow's normal
+              sampler (float32 runs) against `pipeline.normal_from_16_bits` (mixed precisions),
+              beyond a call that only clips.
 
 It runs with launch.py's process settings (oneDNN on, one malloc arena), as the other benchmarks.
 """
@@ -52,7 +55,7 @@ from benchmarks import cpu as cpu_lib  # noqa: E402
 from benchmarks.arms import conv_multiply_adds_per_pixel, matmul_arm  # noqa: E402
 from benchmarks.primitives import PRIMITIVES_START, parse_verbose  # noqa: E402
 
-PROBES = ("layers", "ops", "dense", "tf.data", "primitives", "upsampling")
+PROBES = ("layers", "ops", "dense", "tf.data", "primitives", "upsampling", "noise")
 UPSAMPLING_FILTERS = (1, 2, 4, 8, 16, 32)
 # How `ops` groups TensorFlow's op types: oneDNN's convolutions, its pooling, and the rest
 # (Eigen's elementwise ops and reductions, casts, transposes, the optimizer's updates).
@@ -72,15 +75,16 @@ def interleaved(arms: dict, rounds: int) -> dict:
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def _timed_calls(traced, *args, repeats: int):
-    """`run() -> seconds per call` of `repeats` calls of `traced(*args)`, fetched at the end."""
+def _timed_calls(traced, *args, repeats: int, clock=time.perf_counter):
+    """`run() -> seconds per call` of `repeats` calls of `traced(*args)`, fetched at the end,
+    by `clock` (wall time, or `time.process_time` for the process's CPU time)."""
 
     def run():
-        started = time.perf_counter()
+        started = clock()
         for _ in range(repeats):
             out = traced(*args)
         tf.nest.map_structure(lambda t: t.numpy(), out)
-        return (time.perf_counter() - started) / repeats
+        return (clock() - started) / repeats
 
     return run
 
@@ -354,6 +358,26 @@ def upsampling_forward(
         )
 
 
+def noise_samplers(rounds: int, batch: int = 128, repeats: int = 50) -> None:
+    """CPU time of one training batch's noise with each sampler, beyond a call that only clips
+    (the pipeline draws it on the cores the train step runs on)."""
+    clean = tf.random.stateless_uniform([batch, 28, 28, 1], seed=[0, 3])
+    key = tf.constant([0, 4], tf.int64)
+    forms = {
+        "clip only": lambda x, _: tf.clip_by_value(x + 0.5 * x, 0.0, 1.0),
+        "TensorFlow's normal": lambda x, seed: pipeline.add_noise(x, 0.5, seed),
+        "from 16 bits": lambda x, seed: pipeline.add_noise(x, 0.5, seed, from_16_bits=True),
+    }
+    arms = {
+        name: _timed_calls(tf.function(fn), clean, key, repeats=repeats, clock=time.process_time)
+        for name, fn in forms.items()
+    }
+    medians = interleaved(arms, rounds)
+    print(f"training noise of one batch ({batch}x28x28x1), CPU ms per call beyond clipping alone")
+    for name in list(forms)[1:]:
+        print(f"  {name:<22}{(medians[name] - medians['clip only']) * 1e3:8.2f}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.where_time_goes", description=__doc__.split("\n", 1)[0]
@@ -377,6 +401,7 @@ def main(argv=None) -> None:
         "ops": lambda: conv_ops(precisions),
         "primitives": lambda: [conv_primitives(p) for p in precisions],
         "upsampling": lambda: upsampling_forward(args.rounds, precisions),
+        "noise": lambda: noise_samplers(args.rounds),
     }
     for name in only:
         probes[name]()

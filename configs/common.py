@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.histograms = False  # TensorBoard weight histograms every epoch
     # "float32", "mixed_bfloat16" (CPUs/TPUs with bf16 units) or "mixed_float16" (GPUs; with
     # dynamic loss scaling). The output layer and the loss always stay float32. A mixed
-    # precision also draws the training noise from 16 random bits per number (half the cost).
+    # precision also draws the training noise from 16 random bits per number (a cheaper sampler).
     config.precision = "float32"
     config.xla = False  # compile each replica's loss and gradients with XLA (jit_compile)
     config.deterministic = True  # tf.config.experimental.enable_op_determinism()

@@ -4,6 +4,7 @@ measured slow, reading oneDNN's verbose log and the profiler's, never writing ov
 report, comparing launch.py's epochs with fit's, the upsampling probe's table, same_answers'
 verdicts, and the quality-bar tool's reading of a run and its timing of the first crossing."""
 
+import math
 import tempfile
 
 import pytest
@@ -290,6 +291,16 @@ def test_upsampling_probe_times_both_forms_for_each_filter_count(capsys):
     assert all(len(cells) == 2 and all(float(ms) > 0 for ms in cells) for cells in rows.values())
     assert lines[-1].startswith("  float32: by parity faster for filters ")
     assert lines[-1].endswith("the layer takes it up to 4 filters")
+
+
+def test_noise_probe_prints_each_samplers_cpu_time_beyond_clipping(capsys):
+    from benchmarks import where_time_goes
+
+    where_time_goes.noise_samplers(1, batch=4, repeats=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("training noise of one batch (4x28x28x1)")
+    assert [line[:24].strip() for line in lines[1:]] == ["TensorFlow's normal", "from 16 bits"]
+    assert all(math.isfinite(float(line.split()[-1])) for line in lines[1:])
 
 
 def test_same_answers_judges_the_last_epoch_within_the_larger_nudge_or_the_precision():
