@@ -5,7 +5,7 @@ from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """Defaults shared by both book models (not an experiment by itself)."""
+    """Defaults shared by every experiment (not an experiment by itself)."""
     config = ml_collections.ConfigDict()
     config.model = "conv"  # "dense" (book 5.2) or "conv" (book 5.3)
     config.noise_factor = 0.0  # input = clip(x + noise_factor * N(0, 1), 0, 1)

@@ -3,10 +3,7 @@
 Command:  python launch.py --config=deep_compress
 Recipe:   adam (lr 0.001), batch 256, 100 epochs, best checkpoint on val_loss; binary
           cross-entropy, clean inputs. The code is linear (no ReLU, no L1 penalty).
-Runtime:  about 13 minutes (12.3 of them in the 100 epochs) on a 2-core AMD EPYC (AVX-512,
-          AVX512-BF16) shared with other jobs; less on idle cores.
-Result:   test PSNR 22.68 dB, SSIM 0.766 (best epoch 99); 22.0 dB is passed at epoch 26,
-          after 3.8 minutes. PCA needs about 90 components for 22 dB. See docs/models.md.
+Result:   the results table of README.md; against PCA at every width: docs/studies.md.
 """
 
 from configs import common
