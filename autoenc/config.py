@@ -12,11 +12,12 @@ import json
 import math
 import pathlib
 import sys
-from typing import NamedTuple
 
 from ml_collections import config_dict
 
+from autoenc import models
 from autoenc.errors import UsageError
+from autoenc.models import Bounds
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZERS = ("adadelta", "adam")
@@ -24,36 +25,9 @@ LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-class Bounds(NamedTuple):
-    """The interval a numeric field must lie in (None: unbounded on that side)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # `low` itself is not allowed
-
-    def problem(self, value) -> str | None:
-        """Why `value` is out of bounds, or None if it is in them."""
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            if self.low_open:
-                return f"must be greater than {self.low:g}"
-            return "must be 0 or more" if self.low == 0 else f"must be at least {self.low:g}"
-        if self.high is not None and value > self.high:
-            return f"must be at most {self.high}"
-        return None
-
-
-# The fields each model needs besides the common ones, and their bounds. A new model is one
-# entry here; a config that names a model without its fields is refused with their names.
-MODEL_FIELDS = {
-    "dense": {"encoding_dim": Bounds(1), "activity_l1": Bounds(0.0)},
-    "conv": {},
-    "deep_dense": {"encoding_dim": Bounds(1), "hidden_units": Bounds(2)},
-    "unet": {"filters": Bounds(1)},
-}
-MODELS = tuple(MODEL_FIELDS)
-# The bounds of every other numeric field. Integers also stay below INT_LIMIT (the loop's
-# counters and TensorFlow's int32 shapes), floats below FLOAT32_MAX (they are used in float32,
-# where a larger value is inf).
+# The bounds of every numeric field but the model's own (`models.spec(config).bounds`).
+# Integers also stay below INT_LIMIT (the loop's counters and TensorFlow's int32 shapes), floats
+# below FLOAT32_MAX (they are used in float32, where a larger value is inf).
 NUMBER_BOUNDS = {
     "noise_factor": Bounds(0.0),
     "noise_factor_max": Bounds(0.0),
@@ -102,6 +76,13 @@ RESUMABLE_CHANGES = (
     # same_answers.py); a run resumed with it switched is no longer bit-identical, only equal.
     "xla",
 )
+
+
+def __getattr__(name: str):
+    # MODEL_FIELDS: each model's own fields and their bounds, read from the registry.
+    if name == "MODEL_FIELDS":
+        return {model: dict(models.spec(model).bounds) for model in models.names()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def available_configs() -> list[str]:
@@ -232,7 +213,7 @@ def apply_override(config: config_dict.ConfigDict, dotted: str, raw: str) -> Non
         or leaf not in node
         or isinstance(node[leaf], config_dict.ConfigDict)
     ):
-        owners = [model for model, fields in MODEL_FIELDS.items() if dotted in fields]
+        owners = [name for name in models.names() if dotted in models.spec(name).bounds]
         if owners:  # a model's own field, in a config of another model
             raise UsageError(
                 f"--config.{dotted}: this config (model {config.get('model')}) has no such"
@@ -266,12 +247,9 @@ def validate(config: config_dict.ConfigDict, num_train_images: int | None = None
     _check_choices(config)
     _check_numbers(config)
     _check_early_stopping(config)
-    if config.xla and config.deterministic and config.model in ("conv", "unet"):
-        _fail(
-            config,
-            "xla",
-            "XLA has no deterministic MaxPool gradient; add --config.deterministic=false",
-        )
+    xla_nondeterminism = models.spec(config).xla_nondeterminism
+    if config.xla and config.deterministic and xla_nondeterminism:
+        _fail(config, "xla", f"{xla_nondeterminism}; add --config.deterministic=false")
     if num_train_images is not None and config.train_examples > num_train_images:
         _fail(config, "train_examples", f"the training set has only {num_train_images} images")
     train_size = config.train_examples or num_train_images
@@ -285,20 +263,21 @@ def _fail(config, field: str, message: str):
 
 def _check_choices(config) -> None:
     """The string fields name known things, and the model's own fields are all there."""
-    if config.model not in MODELS:
-        _fail(config, "model", f"must be one of {', '.join(MODELS)}")
+    if config.model not in models.names():
+        _fail(config, "model", f"must be one of {', '.join(models.names())}")
     if config.optimizer not in OPTIMIZERS:
         _fail(config, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     if config.lr_schedule not in LR_SCHEDULES:
         _fail(config, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
     if config.precision not in PRECISIONS:
         _fail(config, "precision", f"must be one of {', '.join(PRECISIONS)}")
-    missing = [field for field in MODEL_FIELDS[config.model] if field not in config]
+    fields = models.spec(config).fields
+    missing = [field for field in fields if field not in config]
     if missing:
         _fail(
             config,
             "model",
-            f"the {config.model} model needs the fields {', '.join(MODEL_FIELDS[config.model])}"
+            f"the {config.model} model needs the fields {', '.join(fields)}"
             f" (this config lacks {', '.join(missing)});"
             f" start from a config of that model ({_configs_of(config.model)})",
         )
@@ -312,9 +291,7 @@ def _configs_of(model: str) -> str:
 
 def _check_numbers(config) -> None:
     """Every numeric field is finite, fits the type it is used as, and lies in its bounds."""
-    bounds = dict(NUMBER_BOUNDS)
-    for fields in MODEL_FIELDS.values():
-        bounds.update(fields)
+    bounds = {**NUMBER_BOUNDS, **models.spec(config).bounds}
     for field in field_names(config):
         value = config_value(config, field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -3,14 +3,15 @@
 Both the SavedModel export (`autoenc.export`) and applying a model to image files
 (`autoenc.apply`) call these, so an exported model gives exactly what `--mode=apply` gives.
 Images are float32 in [0, 1] of shape (N, H, W), one grey channel without a channel axis, for
-both models; the dense model's flat 784 vectors stay inside.
+every model; a flat model's 784-vectors (`models.ModelSpec.flat`) stay inside.
 
-- `reconstruct(image)`: the autoencoder's output, (N, H, W). The dense model takes exactly
-  28x28. The conv denoiser is fully convolutional and takes any H and W: it pads the image to
-  a multiple of 4 (its two 2x2 poolings) by repeating the last row and column (edge padding),
-  runs, and crops back. Edge padding continues the border (a dark background stays dark) and
-  works for any size, even 1 pixel; reflecting would mirror garment detail into the margin.
-- `encode(image)`: 28x28 images to codes, (N, encoding_dim) dense or (N, 7, 7, 32) conv.
+- `reconstruct(image)`: the autoencoder's output, (N, H, W). A flat model takes exactly 28x28.
+  An image model (the conv denoiser, the U-Net) is fully convolutional and takes any H and W:
+  it pads the image to a multiple of the model's `size_multiple` (4 for two 2x2 poolings) by
+  repeating the last row and column (edge padding), runs, and crops back. Edge padding
+  continues the border (a dark background stays dark) and works for any size, even 1 pixel;
+  reflecting would mirror garment detail into the margin.
+- `encode(image)`: 28x28 images to codes, e.g. (N, encoding_dim) dense or (N, 7, 7, 32) conv.
 - `decode(code)`: codes to 28x28 images.
 """
 
@@ -18,8 +19,6 @@ import keras
 import tensorflow as tf
 
 from autoenc import models
-
-POOLING = 4  # the conv encoder halves H and W twice
 
 
 def pad_edges(images: tf.Tensor, multiple: int) -> tf.Tensor:
@@ -53,13 +52,15 @@ class ServingFunctions(tf.Module):
     A `tf.Module`, so `tf.saved_model.save` saves the models' weights with the functions.
     """
 
-    def __init__(self, nets: models.Autoencoder, model_kind: str):
+    def __init__(self, nets: models.Autoencoder, model: str):
+        """`nets` built as the model named `model` builds them (`models.build`)."""
         super().__init__()
-        self.dense = model_kind in models.FLAT_MODELS
+        spec = models.spec(model)
+        self.flat, self.size_multiple = spec.flat, spec.size_multiple
         self.autoencoder, self.encoder, self.decoder = nets
-        if not self.dense:
+        if not self.flat:
             self.any_size = any_size_denoiser(nets.autoencoder)
-        image_size = 28 if self.dense else None  # the denoiser takes any size
+        image_size = 28 if self.flat else None  # an image model takes any size
         code_shape = self.encoder.output.shape[1:]
         self.reconstruct = tf.function(
             self._reconstruct,
@@ -74,16 +75,16 @@ class ServingFunctions(tf.Module):
         )
 
     def _reconstruct(self, image):
-        if self.dense:
+        if self.flat:
             flat = tf.reshape(image, [-1, models.FLAT_SIZE])
             return {"image": tf.reshape(self.autoencoder(flat, training=False), [-1, 28, 28])}
         height, width = tf.shape(image)[1], tf.shape(image)[2]
-        padded = pad_edges(image, POOLING)[..., tf.newaxis]
+        padded = pad_edges(image, self.size_multiple)[..., tf.newaxis]
         output = self.any_size(padded, training=False)[..., 0]
         return {"image": output[:, :height, :width]}
 
     def _encode(self, image):
-        shape = (models.FLAT_SIZE,) if self.dense else models.IMAGE_SHAPE
+        shape = (models.FLAT_SIZE,) if self.flat else models.IMAGE_SHAPE
         image = tf.reshape(image, [-1, *shape])
         # float32 whatever the layers compute in (a mixed-precision code would be float16).
         return {"code": tf.cast(self.encoder(image, training=False), tf.float32)}

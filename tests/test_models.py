@@ -1,20 +1,123 @@
-"""The models: parameter counts, shapes, and shared encoder/decoder weights; the new configs'
-models also train, resume, export, evaluate and apply end to end on tiny data."""
+"""The models: the registry, parameter counts, shapes, and shared encoder/decoder weights; the
+fused layers against the book's Keras layers; the new configs' models also train, resume,
+export, evaluate and apply end to end on tiny data."""
+
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import mirrored
+from conftest import ROOT, mirrored
 
 from autoenc import apply as apply_lib
 from autoenc import checkpoints, evaluate, export, models, train
 from autoenc import config as config_lib
-from autoenc.layers import UpsampledConv2D
+from autoenc.errors import UsageError
+from autoenc.layers import DepthToSpace, SpaceToDepth, SplitChannels, UpsampledConv2D
+from autoenc.models import conv, dense
+from autoenc.models.chains import assemble, chain
+
+
+def book_conv_denoiser(precision="float32"):
+    """The book's section 5.3 model from Keras' own layers, created in the order
+    `conv.conv_denoiser` creates the layers that stand for them."""
+
+    def conv2d(filters, activation, name, dtype=precision):
+        return keras.layers.Conv2D(
+            filters, 3, activation=activation, padding="same", name=name, dtype=dtype
+        )
+
+    def pool(name):
+        return keras.layers.MaxPooling2D(2, padding="same", name=name, dtype=precision)
+
+    def up(name):
+        return keras.layers.UpSampling2D(2, name=name, dtype=precision)
+
+    encoder = [conv2d(32, "relu", "enc_conv1"), pool("enc_pool1")]
+    encoder += [conv2d(32, "relu", "enc_conv2"), pool("enc_pool2")]
+    decoder = [conv2d(32, "relu", "dec_conv1"), up("dec_up1"), conv2d(32, "relu", "dec_conv2")]
+    output = conv.sigmoid_output(lambda act, dtype: conv2d(1, act, "dec_conv3", dtype), precision)
+    decoder += [up("dec_up2"), *output]
+    image = keras.Input(shape=models.IMAGE_SHAPE, name="image")
+    return assemble(encoder, decoder, image, "conv_denoiser")
+
+
+def book_unet_denoiser(filters=16, precision="float32"):
+    """`conv.unet_denoiser`'s autoencoder from Keras' UpSampling2D, Concatenate and Conv2D, its
+    layers created in the same order."""
+    widths = (filters, 2 * filters, 4 * filters)
+
+    def conv2d(width, name, activation="relu", dtype=precision):
+        return keras.layers.Conv2D(
+            width, 3, activation=activation, padding="same", name=name, dtype=dtype
+        )
+
+    def twice(width, name):
+        return [conv2d(width, f"{name}a"), conv2d(width, f"{name}b")]
+
+    def layer(cls, *args, name):
+        return cls(*args, name=name, dtype=precision)
+
+    image = keras.Input(shape=(None, None, 1), name="image")
+    full = chain(twice(widths[0], "enc1_conv"), image)
+    half = chain([layer(keras.layers.MaxPooling2D, 2, name="enc_pool1")], full)
+    half = chain(twice(widths[1], "enc2_conv"), half)
+    quarter = layer(keras.layers.MaxPooling2D, 2, name="enc_pool2")(half)
+    quarter = chain(twice(widths[2], "bottleneck_conv"), quarter)
+    pack = layer(keras.layers.Concatenate, name="pack")
+    full_packed = layer(SpaceToDepth, 4, name="pack_full")(full)
+    code = pack([full_packed, layer(SpaceToDepth, 2, name="pack_half")(half), quarter])
+    sizes = (16 * widths[0], 4 * widths[1], widths[2])
+    full, half, quarter = layer(SplitChannels, sizes, name="unpack")(code)
+    unpack_full = layer(DepthToSpace, 4, name="unpack_full")
+    unpack_half = layer(DepthToSpace, 2, name="unpack_half")
+    up1, up2 = (layer(keras.layers.UpSampling2D, 2, name=f"dec_up{i}") for i in (1, 2))
+    join1, join2 = (layer(keras.layers.Concatenate, name=f"dec_skip{i}") for i in (1, 2))
+    convs1, convs2 = twice(widths[1], "dec1_conv"), twice(widths[0], "dec2_conv")
+    output = conv.sigmoid_output(lambda act, dtype: conv2d(1, "dec_out", act, dtype), precision)
+    x = chain(convs1, join1([up1(quarter), unpack_half(half)]))
+    x = chain(convs2, join2([up2(x), unpack_full(full)]))
+    return keras.Model(image, chain(output, x), name="unet_denoiser")
+
+
+def test_the_registry_describes_each_model():
+    assert models.names() == ("dense", "conv", "deep_dense", "unet")
+    dense_spec = models.spec("dense")
+    assert dense_spec.fields == ("encoding_dim", "activity_l1") and dense_spec.flat
+    assert dense_spec.code_size_field == "encoding_dim" and dense_spec.xla_nondeterminism is None
+    unet = models.spec(config_lib.load_config("unet_denoise"))
+    assert (unet.name, unet.fields, unet.flat, unet.size_multiple) == (
+        "unet",
+        ("filters",),
+        False,
+        4,
+    )
+    assert "MaxPool" in unet.xla_nondeterminism and unet.code_size_field is None
+    with pytest.raises(TypeError):
+        unet.bounds["filters"] = models.Bounds(2)  # an entry is frozen, its bounds too
+    with pytest.raises(UsageError, match="unknown model 'nosuch'; the models are dense, conv"):
+        models.spec("nosuch")
+    with pytest.raises(ValueError, match="registered already"):
+        models.register(models.ModelSpec("conv", conv.build_conv))
+    assert models.conv_denoiser is conv.conv_denoiser  # the builders by their own names
+
+
+def test_the_registry_loads_no_keras():
+    script = (
+        "import sys\n"
+        "from autoenc import models\n"
+        "print(models.spec('unet').fields, models.names()[-1], 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["('filters',)", "unet", "False"], result.stderr
 
 
 def test_dense_autoencoder_matches_book():
-    nets = models.dense_autoencoder(encoding_dim=32)
+    nets = dense.dense_autoencoder(encoding_dim=32)
     assert nets.autoencoder.count_params() == 50_992
     assert nets.encoder.output.shape == (None, 32)
     assert nets.decoder.input.shape == (None, 32)
@@ -23,13 +126,13 @@ def test_dense_autoencoder_matches_book():
 
 
 def test_dense_sanity_variant_has_768_code():
-    nets = models.dense_autoencoder(encoding_dim=768)
+    nets = dense.dense_autoencoder(encoding_dim=768)
     assert nets.autoencoder.count_params() == 784 * 768 + 768 + 768 * 784 + 784
 
 
 def test_dense_activity_penalty_is_float32_so_fit_trains_in_bfloat16():
     x = np.random.default_rng(0).uniform(size=(64, 784)).astype("float32")
-    mixed = models.dense_autoencoder(precision="mixed_bfloat16").autoencoder
+    mixed = dense.dense_autoencoder(precision="mixed_bfloat16").autoencoder
     code = mixed.get_layer("encode")(x)
     assert code.dtype == "bfloat16"
     # The penalty sums the bfloat16 code in float32 (Keras' L1 returns a bfloat16 sum).
@@ -45,21 +148,21 @@ def test_dense_activity_penalty_is_float32_so_fit_trains_in_bfloat16():
     history = mixed.fit(x, x, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     # In float32 it is Keras' L1 exactly.
-    plain = models.dense_autoencoder().autoencoder
+    plain = dense.dense_autoencoder().autoencoder
     code = plain.get_layer("encode")(x)
     keras_l1 = keras.regularizers.L1(1e-4)(code) / 64
     assert float(plain.get_layer("encode").losses[0]) == float(keras_l1)
 
 
 def test_conv_denoiser_matches_book():
-    book = models.conv_denoiser(fused_layers=False)
+    book = book_conv_denoiser()
     assert book.autoencoder.count_params() == 28_353
     shapes = [tuple(l.output.shape[1:]) for l in book.autoencoder.layers[1:]]
     assert shapes == [
         (28, 28, 32), (14, 14, 32), (14, 14, 32), (7, 7, 32),
         (7, 7, 32), (14, 14, 32), (14, 14, 32), (28, 28, 32), (28, 28, 1),
     ]  # fmt: skip
-    fused = models.conv_denoiser()
+    fused = conv.conv_denoiser()
     assert fused.autoencoder.count_params() == 28_353
     # The same layers in the same places; each upsampling happens in the convolution after it.
     names = [l.name for l in fused.autoencoder.layers]
@@ -73,11 +176,18 @@ def test_conv_denoiser_matches_book():
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
 @pytest.mark.parametrize(
-    "build", [models.conv_denoiser, models.unet_denoiser], ids=["conv", "unet"]
+    "build, build_book",
+    [
+        (conv.conv_denoiser, lambda precision: book_conv_denoiser(precision).autoencoder),
+        (conv.unet_denoiser, lambda precision: book_unet_denoiser(precision=precision)),
+    ],
+    ids=["conv", "unet"],
 )
-def test_fused_layers_are_the_same_model_with_the_same_weights(build, precision, tmp_path):
+def test_fused_layers_are_the_same_model_with_the_same_weights(
+    build, build_book, precision, tmp_path
+):
     keras.utils.set_random_seed(3)
-    book = build(precision=precision, fused_layers=False).autoencoder
+    book = build_book(precision)
     keras.utils.set_random_seed(3)
     fused = build(precision=precision).autoencoder
     assert [l.name for l in fused.layers] == [l.name for l in book.layers]
@@ -95,7 +205,7 @@ def test_fused_layers_are_the_same_model_with_the_same_weights(build, precision,
 
 
 def test_encoder_then_decoder_equals_autoencoder_and_shares_weights():
-    for nets in (models.dense_autoencoder(), models.conv_denoiser()):
+    for nets in (dense.dense_autoencoder(), conv.conv_denoiser()):
         shape = (5, *nets.autoencoder.input.shape[1:])
         x = np.random.default_rng(0).uniform(size=shape).astype("float32")
         whole = nets.autoencoder(x)
@@ -109,7 +219,7 @@ def test_encoder_then_decoder_equals_autoencoder_and_shares_weights():
 
 
 def test_deep_dense_autoencoder_shapes():
-    nets = models.deep_dense_autoencoder(encoding_dim=32, hidden_units=512)
+    nets = dense.deep_dense_autoencoder(encoding_dim=32, hidden_units=512)
     # 784-512-256-32 and back: weights plus biases of six Dense layers.
     assert nets.autoencoder.count_params() == 1_083_696
     assert [l.output.shape[1] for l in nets.autoencoder.layers[1:]] == [512, 256, 32, 256, 512, 784]
@@ -120,17 +230,17 @@ def test_deep_dense_autoencoder_shapes():
 
 
 def test_unet_denoiser_shapes_and_code():
-    nets = models.unet_denoiser(filters=16)
+    nets = conv.unet_denoiser(filters=16)
     assert nets.autoencoder.count_params() == 118_113
     # The code packs the 28x28x16 and 14x14x32 skips and the 7x7x64 bottleneck at 7x7.
     x = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype("float32")
     assert nets.encoder(x).shape == (2, 7, 7, 16 * 16 + 32 * 4 + 64)
     assert nets.decoder.output.shape == (None, None, None, 1)
-    assert models.unet_denoiser(filters=8).autoencoder.count_params() < 118_113 / 3
+    assert conv.unet_denoiser(filters=8).autoencoder.count_params() < 118_113 / 3
 
 
 def test_unet_denoiser_takes_any_size_divisible_by_four():
-    nets = models.unet_denoiser()
+    nets = conv.unet_denoiser()
     for height, width in ((28, 28), (36, 44), (4, 8)):
         x = np.random.default_rng(1).uniform(size=(1, height, width, 1)).astype("float32")
         assert nets.autoencoder(x).shape == (1, height, width, 1)
@@ -142,7 +252,7 @@ def test_unet_denoiser_takes_any_size_divisible_by_four():
 
 
 def test_new_models_share_weights_between_the_halves():
-    for nets in (models.deep_dense_autoencoder(), models.unet_denoiser()):
+    for nets in (dense.deep_dense_autoencoder(), conv.unet_denoiser()):
         shape = (4, *(d or 28 for d in nets.autoencoder.input.shape[1:]))
         x = np.random.default_rng(0).uniform(size=shape).astype("float32")
         whole = nets.autoencoder(x)
@@ -163,7 +273,9 @@ def test_new_configs_build_their_models(name, params):
     config_lib.validate(config, num_train_images=60_000)
     nets = models.build(config)
     assert nets.autoencoder.count_params() == params
-    assert models.input_shape(config) == ((784,) if config.model == "deep_dense" else (28, 28, 1))
+    flat = models.spec(config).flat
+    assert models.input_shape(config) == ((784,) if flat else (28, 28, 1))
+    assert nets.autoencoder.input.shape[1:] == ((784,) if flat else (None, None, 1))
 
 
 def tiny(name):
@@ -201,7 +313,7 @@ def test_new_configs_train_resume_export_evaluate_and_apply(name, tiny_data, tmp
     np.save(tmp_path / "odd.npy", odd)
     out = tmp_path / "out"
     outcome = next(apply_lib.apply_to_files(config, workdir, [str(tmp_path / "odd.npy")], out))
-    if config.model == "deep_dense":  # flat 784 inputs: 28x28 images only
+    if models.spec(config).flat:  # 784-vectors: 28x28 images only
         assert outcome.problem is not None
     else:  # fully convolutional: any size, kept
         assert outcome.problem is None
@@ -218,9 +330,7 @@ def test_runs_saved_before_the_noise_level_and_schedule_fields_still_resume():
     assert config_lib.differing_fields(saved, cosine) == ["lr_schedule"]
 
 
-@pytest.mark.parametrize(
-    "build", [models.conv_denoiser, models.unet_denoiser], ids=["conv", "unet"]
-)
+@pytest.mark.parametrize("build", [conv.conv_denoiser, conv.unet_denoiser], ids=["conv", "unet"])
 def test_mixed_precision_output_convolution_is_16_bit_and_its_sigmoid_float32(build):
     book = build(precision="float32").autoencoder
     assert book.layers[-1].activation is keras.activations.sigmoid  # one Conv2D, as the book's
