@@ -107,11 +107,6 @@ class UpsampledConv2D(keras.layers.Conv2D):
         outputs = outputs + tf.cast(self.bias, outputs.dtype)
         return outputs if self.activation is None else self.activation(outputs)
 
-    def multiply_adds_per_output_pixel(self) -> int:
-        """What one output pixel costs: 2x2 taps of each input channel, for each filter (the
-        parity form's forward pass also multiplies 5 zero taps; not counted)."""
-        return 4 * self.kernel.shape[2] * self.filters
-
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
         doubled = [None if size is None else 2 * size for size in (height, width)]
@@ -184,11 +179,6 @@ class UpsampledSkipConv2D(UpsampledConv2D):
         outputs = self.convolution_op(low, kernel[:, :, : self.low_channels])
         outputs += tf.nn.conv2d(skip, kernel[:, :, self.low_channels :], 1, "SAME")
         return self._bias_and_activation(outputs)
-
-    def multiply_adds_per_output_pixel(self) -> int:
-        """2x2 taps of the upsampled input's channels and 3x3 of the skip's, for each filter."""
-        skip_channels = self.kernel.shape[2] - self.low_channels
-        return (4 * self.low_channels + 9 * skip_channels) * self.filters
 
     def compute_output_shape(self, input_shape):
         pair = isinstance(input_shape[0], (list, tuple))  # Conv2D.build checks one shape

@@ -110,14 +110,6 @@ def test_few_filters_take_the_parity_form_and_many_the_transposed_convolution():
     assert "Conv2DBackpropInput" in many_ops and "DepthToSpace" not in many_ops
 
 
-def test_multiply_adds_count_two_by_two_taps_of_the_upsampled_input_only():
-    fused, skip = UpsampledConv2D(8), UpsampledSkipConv2D(8)
-    fused.build((None, None, None, 3))
-    skip.build([(None, None, None, 3), (None, None, None, 2)])
-    assert fused.multiply_adds_per_output_pixel() == 4 * 3 * 8
-    assert skip.multiply_adds_per_output_pixel() == (4 * 3 + 9 * 2) * 8
-
-
 def test_bfloat16_bias_gradient_is_as_close_to_float32_as_the_kernels():
     # A batch of 128 14x14 outputs: with Keras' bias add (BiasAdd, whose gradient op sums in
     # bfloat16) the bias gradient was off by up to 97% here; the reference is the same layer
