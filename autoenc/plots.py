@@ -1,7 +1,8 @@
 """The book's figures as PNG files in `WORKDIR/figures/`, drawn with matplotlib's Agg backend.
 
 Figs 5-1/5-2 (5-3 for a run with encoding_dim 768): 12 test images above their reconstructions,
-`reconstructions_dim<N>.png`; Fig 5-4: the same 12 images with the noise the denoiser sees,
+`reconstructions_dim<N>.png` (a compression model's code size; `reconstructions.png` for the
+others); Fig 5-4: the same 12 images with the noise the denoiser sees,
 `noisy_inputs.png`; Fig 5-6: the denoiser's outputs for them, `denoised_outputs.png`; the three
 rows of a denoiser at a glance, clean | noisy | denoised, `clean_noisy_denoised.png`; Figs
 5-7/5-8: loss and val_loss per epoch from history.csv, `loss_curves.png`. `write_figures` draws
@@ -131,10 +132,10 @@ def first_examples(dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reconstructions_name(config) -> str:
-    """The file of the originals-vs-reconstructions figure; it names a dense run's code size."""
-    if config.model == "dense":
-        return f"reconstructions_dim{config.encoding_dim}.png"
-    return "reconstructions.png"
+    """The file of the originals-vs-reconstructions figure; it names a compression model's code
+    size (`models.ModelSpec.code_size_field`)."""
+    field = models.spec(config).code_size_field
+    return f"reconstructions_dim{config[field]}.png" if field else "reconstructions.png"
 
 
 def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
@@ -172,9 +173,9 @@ def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
             " (middle), denoised by the best checkpoint (bottom)",
         )
     else:
-        dense = config.model == "dense"
-        book = "Fig 5-3" if dense and config.encoding_dim == 768 else "Figs 5-1/5-2"
-        code = f", encoding_dim {config.encoding_dim}" if dense else ""
+        field = models.spec(config).code_size_field
+        book = "Fig 5-3" if field and config[field] == 768 else "Figs 5-1/5-2"
+        code = f", {field} {config[field]}" if field else ""
         figures[reconstructions_name(config)] = image_rows_figure(
             [targets, outputs], f"{book}: test images (top) and reconstructions (bottom){code}"
         )

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from autoenc import plots
-from configs import conv_denoise, dense_compress
+from configs import conv_denoise, deep_compress, dense_compress
 
 TITLE = plots.TITLE_PIXELS
 PAD = (plots.TILE_PIXELS - 28 * plots.SCALE) // 2
@@ -57,3 +57,12 @@ def test_a_model_trained_on_clean_images_gets_no_three_row_figure(tmp_path):
     config = dense_compress.get_config()
     paths = plots.write_figures(config, tmp_path, inverting_model, dataset)
     assert [path.name for path in paths] == ["reconstructions_dim32.png"]
+
+
+def test_the_reconstructions_figure_names_a_compression_models_code_size():
+    deep = deep_compress.get_config()
+    deep.encoding_dim = 16
+    assert plots.reconstructions_name(deep) == "reconstructions_dim16.png"
+    denoiser = conv_denoise.get_config()
+    denoiser.noise_factor = 0.0
+    assert plots.reconstructions_name(denoiser) == "reconstructions.png"
