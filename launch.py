@@ -80,12 +80,15 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     from autoenc import config as config_lib  # no TensorFlow yet: config errors answer fast
     from autoenc import data
+    from autoenc import workdir as workdir_lib
     from autoenc.errors import UserError
 
     try:
         config, name = resolve_config(FLAGS.config, FLAGS.mode, FLAGS.workdir, overrides)
         config_lib.validate(config, num_train_images=data.TRAIN_COUNT)
         workdir = FLAGS.workdir or os.path.join("runs", name)
+        if FLAGS.mode == "train":
+            workdir_lib.check_run_dir(workdir)  # before anything, even the lock, lands in it
 
         with quiet_native_stderr():  # TensorFlow's C++ start-up notes, e.g. "no CUDA drivers"
             from autoenc import distribute, modes

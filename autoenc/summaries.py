@@ -20,6 +20,8 @@ from tensorboard.plugins.hparams import api as hp
 from autoenc import config as config_lib
 
 TEST_METRICS = ("bce", "mse", "psnr", "ssim")
+# Ends the names of the event files `write_hparams` writes, so it replaces only its own files.
+HPARAMS_SUFFIX = "-hparams.v2"
 
 
 def image_grid(rows: list[np.ndarray]) -> np.ndarray:
@@ -160,7 +162,8 @@ def write_hparams(workdir: pathlib.Path, config, metrics: dict | None = None) ->
     scalars. No experiment summary (`hp.hparams_config`) is written: TensorBoard would take the
     first it finds as the list of hparams for all runs, hiding `encoding_dim` when a conv run
     came first; without one it takes the union over runs. Each call replaces the file of the
-    previous one, so the row always shows the latest config and results.
+    previous one, so the row always shows the latest config and results; other event files in
+    `WORKDIR` are left alone (their names do not end in `HPARAMS_SUFFIX`).
 
     Args:
         workdir: the run's work directory.
@@ -169,8 +172,8 @@ def write_hparams(workdir: pathlib.Path, config, metrics: dict | None = None) ->
             None at the start of a run.
     """
     workdir = pathlib.Path(workdir)
-    previous = list(workdir.glob("events.out.tfevents.*"))
-    writer = tf.summary.create_file_writer(str(workdir))
+    previous = list(workdir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"))
+    writer = tf.summary.create_file_writer(str(workdir), filename_suffix=HPARAMS_SUFFIX)
     # The trial id groups sessions in the dashboard; the path keeps equal configs in different
     # workdirs apart (the default, a hash of the hparams, would merge them into one row).
     step = metrics["epochs_completed"] if metrics else 0

@@ -9,6 +9,7 @@ over the old one, so a kill at any instant leaves the previous version readable.
 import csv
 import errno
 import fcntl
+import fnmatch
 import io
 import json
 import os
@@ -145,6 +146,34 @@ def prepare(workdir) -> pathlib.Path:
     return path
 
 
+# What a run leaves in its workdir before config.json: the lock and a config.json being written.
+_BEFORE_CONFIG = (".lock", ".config.json.*.tmp")
+
+
+def check_run_dir(workdir) -> None:
+    """Refuses a directory that holds files but no run (no config.json), so that training never
+    overwrites or deletes a file it did not write (history.csv, event files, figures).
+
+    Raises:
+        UsageError: the directory holds something no run wrote; the message names it.
+        UserError: the directory cannot be listed.
+    """
+    path = pathlib.Path(workdir)
+    try:
+        if not path.is_dir() or (path / "config.json").exists():
+            return
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError as e:
+        raise UserError(f"--workdir={workdir}: cannot read it: {e.strerror or e}") from None
+    for entry in entries:
+        if not any(fnmatch.fnmatchcase(entry.name, own) for own in _BEFORE_CONFIG):
+            name = entry.name + ("/" if entry.is_dir() else "")
+            raise UsageError(
+                f"--workdir={workdir} holds {name} but no run (no config.json); pass a new"
+                " or empty directory, or the workdir of a run"
+            )
+
+
 def saved_config_differences(workdir: pathlib.Path, config) -> list[str] | None:
     """Dotted names of the fields where `config` differs from the run saved in `workdir`.
 
@@ -171,10 +200,12 @@ def check_resumable(workdir: pathlib.Path, config) -> bool:
         True if there is a previous run to resume, False for a fresh directory.
 
     Raises:
-        UsageError: the saved config differs in a field that cannot change mid-run.
+        UsageError: the saved config differs in a field that cannot change mid-run, or the
+            directory holds files but no run (see `check_run_dir`).
     """
     differing = saved_config_differences(workdir, config)
     if differing is None:
+        check_run_dir(workdir)
         return False
     blocking = [field for field in differing if field not in config_lib.RESUMABLE_CHANGES]
     if blocking:

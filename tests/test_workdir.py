@@ -1,0 +1,65 @@
+"""The work directory as a user's filesystem presents it: directories no run wrote, event files
+of the user's own, paths with `~` and dangling links, shared and exclusive locks, and
+filesystems without `flock`."""
+
+import pytest
+import tensorflow as tf
+from conftest import launch
+
+from autoenc import summaries
+from autoenc import workdir as workdir_lib
+from autoenc.errors import UsageError
+from configs import dense_compress
+
+
+def snapshot(directory):
+    return {path: path.read_bytes() for path in directory.rglob("*") if path.is_file()}
+
+
+def assert_one_line_error(result, code, pattern):
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("launch.py: error: "), result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+def users_event_file(directory):
+    """An event file the user wrote with TensorFlow, as `tf.summary` names it."""
+    writer = tf.summary.create_file_writer(str(directory))
+    with writer.as_default(step=0):
+        tf.summary.scalar("mine", 1.0)
+    writer.close()
+    (found,) = directory.glob("events.out.tfevents.*")
+    return found
+
+
+def test_a_directory_no_run_wrote_is_refused_and_left_as_it_was(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "mine.png").write_bytes(b"not ours")
+    before = snapshot(tmp_path)
+    with pytest.raises(UsageError, match=r"holds figures/ but no run \(no config.json\)"):
+        workdir_lib.check_resumable(tmp_path, dense_compress.get_config())
+    result = launch("--config=dense_compress", f"--workdir={tmp_path}")
+    assert_one_line_error(result, 2, "holds figures/ but no run")
+    assert snapshot(tmp_path) == before and not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize("contents", [[], [".lock"], [".lock", ".config.json.123.tmp"]])
+def test_an_empty_directory_or_one_a_run_just_began_is_accepted(tmp_path, contents):
+    for name in contents:
+        (tmp_path / name).write_text("")
+    workdir_lib.check_run_dir(tmp_path)
+    workdir_lib.check_run_dir(tmp_path / "missing")
+    assert workdir_lib.check_resumable(tmp_path, dense_compress.get_config()) is False
+
+
+def test_rewriting_hparams_leaves_the_users_event_files_alone(tmp_path):
+    mine = users_event_file(tmp_path)
+    content = mine.read_bytes()
+    config = dense_compress.get_config()
+    summaries.write_hparams(tmp_path, config)
+    summaries.write_hparams(tmp_path, config)
+    assert mine.read_bytes() == content
+    ours = list(tmp_path.glob(f"events.out.tfevents.*{summaries.HPARAMS_SUFFIX}"))
+    assert len(ours) == 1 and len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
