@@ -1,7 +1,8 @@
 """The work directory: one run per directory, atomic file writes, and resume compatibility.
 
-A run holds an exclusive `flock` on `WORKDIR/.lock` for its lifetime; the kernel drops it when
-the process dies, so a crashed run never leaves the directory stuck. Every file a run writes
+A training run holds an exclusive `flock` on `WORKDIR/.lock` for its lifetime, a process that
+only reads the run a shared one; the kernel drops it when the process dies, so a crashed run
+never leaves the directory stuck. Every file a run writes
 for users (config.json, history.csv, metrics.json) is written to a temporary file and renamed
 over the old one, so a kill at any instant leaves the previous version readable.
 """
@@ -15,6 +16,8 @@ import json
 import os
 import pathlib
 import tempfile
+
+from absl import logging
 
 from autoenc import config as config_lib
 from autoenc.errors import UsageError, UserError
@@ -59,11 +62,23 @@ def write_csv(path: pathlib.Path, rows: list[dict], fields: tuple[str, ...]) -> 
     atomic_write_text(path, buffer.getvalue())
 
 
-class WorkdirLock:
-    """An exclusive, crash-safe claim on a work directory (`with WorkdirLock(path): ...`)."""
+# Set to go on without the workdir lock where the filesystem has no flock.
+NO_LOCK_VARIABLE = "AUTOENC_NO_LOCK"
+# What flock raises where the filesystem does not support it (Lustre without -o flock, some NFS).
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS)
 
-    def __init__(self, workdir: pathlib.Path):
+
+class WorkdirLock:
+    """A crash-safe claim on a work directory (`with WorkdirLock(path): ...`).
+
+    Exclusive (the default) for a process that writes the run, training; `shared=True` for
+    one that only reads it (eval, export, figures, apply), so that readers run side by side
+    while training excludes them all and they exclude training.
+    """
+
+    def __init__(self, workdir: pathlib.Path, *, shared: bool = False):
         self.path = pathlib.Path(workdir) / ".lock"
+        self.shared = shared
         self._file = None
 
     def __enter__(self):
@@ -76,23 +91,60 @@ class WorkdirLock:
             writable = False
             self._file = self._open_read_only(e)
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "unknown"
+            locked = self._lock()
+        except BaseException:
             self._file.close()
-            raise UserError(
-                f"another run (pid {holder}) is using workdir {self.path.parent}; "
-                "wait for it to finish or pick another --workdir"
-            ) from None
-        except OSError as e:
+            self._file = None
+            raise
+        if not locked:
             self._file.close()
-            raise UserError(f"cannot lock {self.path}: {e.strerror or e}") from None
-        if writable:
+            self._file = None
+        elif writable and not self.shared:  # readers leave the trainer's pid for messages
             self._file.truncate(0)
             self._file.write(str(os.getpid()))
             self._file.flush()
         return self
+
+    def _lock(self) -> bool:
+        """Takes the lock; False if the filesystem has none and the user said to go on."""
+        try:
+            fcntl.flock(
+                self._file, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+            )
+        except BlockingIOError:
+            raise UserError(self._busy_message()) from None
+        except OSError as e:
+            if e.errno not in _NO_FLOCK:
+                raise UserError(f"cannot lock {self.path}: {e.strerror or e}") from None
+            if os.environ.get(NO_LOCK_VARIABLE, "0") in ("", "0"):
+                raise UserError(
+                    f"cannot lock {self.path}: its filesystem has no flock ({e.strerror or e});"
+                    f" {NO_LOCK_VARIABLE}=1 goes on without the lock, if no other process uses"
+                    " this workdir meanwhile"
+                ) from None
+            logging.warning("%s=1: using %s without its lock", NO_LOCK_VARIABLE, self.path.parent)
+            return False
+        return True
+
+    def _busy_message(self) -> str:
+        """Who holds the lock: readers (if a shared lock is free) or a run, named by its pid."""
+        workdir = self.path.parent
+        if not self.shared:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                return (
+                    f"another process is reading workdir {workdir} (eval, export, figures or"
+                    " apply); wait for it to finish or pick another --workdir"
+                )
+            except OSError:
+                pass  # a writer holds it
+        self._file.seek(0)
+        holder = self._file.read().strip() or "unknown"
+        advice = "" if self.shared else " or pick another --workdir"
+        return (
+            f"another run (pid {holder}) is using workdir {workdir}; wait for it to finish{advice}"
+        )
 
     def _open_read_only(self, error: OSError):
         try:
@@ -105,8 +157,10 @@ class WorkdirLock:
             ) from None
 
     def __exit__(self, *exc):
-        fcntl.flock(self._file, fcntl.LOCK_UN)
-        self._file.close()
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
 
 
 def check_readable(workdir) -> None:

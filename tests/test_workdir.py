@@ -2,13 +2,17 @@
 of the user's own, paths with `~` and dangling links, shared and exclusive locks, and
 filesystems without `flock`."""
 
+import errno
+import fcntl
+import os
+
 import pytest
 import tensorflow as tf
 from conftest import launch
 
 from autoenc import summaries
 from autoenc import workdir as workdir_lib
-from autoenc.errors import UsageError
+from autoenc.errors import UsageError, UserError
 from configs import dense_compress
 
 
@@ -63,3 +67,35 @@ def test_rewriting_hparams_leaves_the_users_event_files_alone(tmp_path):
     assert mine.read_bytes() == content
     ours = list(tmp_path.glob(f"events.out.tfevents.*{summaries.HPARAMS_SUFFIX}"))
     assert len(ours) == 1 and len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+
+
+def test_readers_share_the_lock_and_training_excludes_them_both_ways(tmp_path):
+    with workdir_lib.WorkdirLock(tmp_path, shared=True):
+        with workdir_lib.WorkdirLock(tmp_path, shared=True):  # two evals of one run
+            with pytest.raises(UserError, match="another process is reading workdir"):
+                with workdir_lib.WorkdirLock(tmp_path):
+                    pass
+    with workdir_lib.WorkdirLock(tmp_path):
+        with pytest.raises(UserError, match=rf"another run \(pid {os.getpid()}\) is using"):
+            with workdir_lib.WorkdirLock(tmp_path, shared=True):
+                pass
+    with workdir_lib.WorkdirLock(tmp_path, shared=True):  # all released
+        pass
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_filesystem_without_flock_names_the_variable_that_goes_on_without(
+    tmp_path, monkeypatch, shared
+):
+    def no_flock(file, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    monkeypatch.delenv(workdir_lib.NO_LOCK_VARIABLE, raising=False)
+    with pytest.raises(UserError, match=f"has no flock .*{workdir_lib.NO_LOCK_VARIABLE}=1"):
+        with workdir_lib.WorkdirLock(tmp_path, shared=shared):
+            pass
+    monkeypatch.setenv(workdir_lib.NO_LOCK_VARIABLE, "1")
+    with workdir_lib.WorkdirLock(tmp_path, shared=shared):
+        entered = True
+    assert entered
