@@ -18,7 +18,6 @@ import tensorflow as tf
 from autoenc import checkpoints, models, pipeline, steps
 from autoenc import config as config_lib
 from autoenc import data as data_lib
-from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError
 
 
@@ -66,16 +65,14 @@ def evaluate_workdir(
     noise_factor = float(config.noise_factor if noise_factor is None else noise_factor)
     seed = int(config.seed if seed is None else seed)
     _check_noise(noise_factor, seed)
-    best = checkpoints.best_checkpoint_path(workdir, weights)  # no run: fail before the lock
-    # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
-    with workdir_lib.WorkdirLock(workdir):
-        model = checkpoints.load_best_model(
-            config,
-            workdir,
-            also=checkpoints.TEST_NOISE_FIELDS,
-            hint=" (--noise_factor and --eval_seed choose another noise level or noise seed)",
-            weights=weights,
-        ).autoencoder
+    trained = checkpoints.open_trained_run(
+        config,
+        workdir,
+        weights=weights,
+        also=checkpoints.TEST_NOISE_FIELDS,
+        hint=" (--noise_factor and --eval_seed choose another noise level or noise seed)",
+    )
+    with trained as (nets, best):
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         test_data = pipeline.eval_dataset(
@@ -87,7 +84,8 @@ def evaluate_workdir(
         )
         # One device is enough to score; the sums are the same as training's up to the order
         # in which its replicas' partial sums were added.
-        result = steps.test_metrics(tf.distribute.get_strategy(), model, test_data, noise_factor)
+        strategy = tf.distribute.get_strategy()
+        result = steps.test_metrics(strategy, nets.autoencoder, test_data, noise_factor)
     result.update(
         noise_factor=noise_factor,
         seed=seed,

@@ -123,12 +123,10 @@ def export_workdir(config, workdir, export_dir=None, weights="best") -> pathlib.
     """
     workdir = pathlib.Path(workdir)
     target = _target_path(export_dir) if export_dir else workdir / "export"
-    best = checkpoints.best_checkpoint_path(workdir, weights)  # no run: fail before the lock
     _check_target(target)
-    with workdir_lib.WorkdirLock(workdir):
+    with checkpoints.open_trained_run(config, workdir, weights=weights) as (nets, best):
         staging = _make_staging_dir(target)  # an unwritable target fails before the work
         try:
-            nets = checkpoints.load_best_model(config, workdir, weights=weights)
             functions = serving.ServingFunctions(nets, config.model)
             info = dict(written_by=WRITTEN_BY, model=config.model, checkpoint=os.path.abspath(best))
             info.update({field: config[field] for field in config_lib.MODEL_FIELDS[config.model]})

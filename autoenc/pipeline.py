@@ -38,9 +38,8 @@ def normal_from_16_bits(shape, seed: tf.Tensor) -> tf.Tensor:
     Box-Muller on the word's halves: the high 16 bits give the radius, sqrt(-2 ln u) with
     u = (high + 0.5) / 2**16, the low 16 bits the angle. The draws lie on a grid of 2**32
     points whose distribution is within 1/2**16 of the normal's everywhere (CDF; the largest
-    draw is 4.85). Their CPU time was half of `tf.random.stateless_normal`'s on an AVX-512
-    AMD EPYC (`python -m benchmarks.where_time_goes --only=noise`): mostly because the
-    transform runs as vectorised TensorFlow ops, partly because it takes half the random words.
+    draw is 4.85). It costs less CPU than `tf.random.stateless_normal` (docs/speed.md): the
+    transform runs as vectorised TensorFlow ops, and it takes half the random words.
     """
     count = tf.reduce_prod(shape)
     words = tf.random.stateless_uniform(
@@ -126,14 +125,6 @@ class TrainBatches:
         seed = _stream_seed(self.seed, _NOISE_LEVEL_STREAM, epoch)
         count = self.images.shape[0]
         return tf.random.stateless_uniform([count], seed=seed, maxval=self.noise_factor_max)
-
-    def dataset(
-        self, epoch: int, *, skip_batches: int = 0, block_sizes: list[int] | None = None
-    ) -> tf.data.Dataset:
-        """One epoch of shuffled (input, clean target) batches: `run_dataset` for one epoch,
-        one batch per element, or blocks of `block_sizes` batches if given."""
-        blocks = None if block_sizes is None else [block_sizes]
-        return self.run_dataset([epoch], skip_batches=skip_batches, block_sizes=blocks)
 
     def run_dataset(
         self,

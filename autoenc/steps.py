@@ -73,7 +73,7 @@ class TrainSteps:
     per step, so the host can name the exact step where a loss stopped being finite.
 
     How a call runs depends on the strategy, the model and `jit_compile`, and the input it
-    takes with it; `run_iterator` (or `epoch_iterator` for one epoch) gives the matching input,
+    takes with it; `run_iterator` gives the matching input,
     so the caller only says which calls it will make:
     - one replica, XLA, no convolution: the call's batches arrive as one block and all its steps
       run as one XLA program (`_steps_in_one_program`), saving a launch per step;
@@ -108,18 +108,6 @@ class TrainSteps:
 
     def __call__(self, iterator, num_steps: int) -> tf.Tensor:
         return self.function(iterator, tf.constant(num_steps))
-
-    def epoch_iterator(
-        self,
-        batches: pipeline.TrainBatches,
-        epoch: int,
-        calls: list[int],
-        *,
-        skip_batches: int = 0,
-    ):
-        """The input for one epoch's `calls` (steps per call, in order) from batch
-        `skip_batches` on (see `run_iterator`)."""
-        return self.run_iterator(batches, [(epoch, calls)], skip_batches=skip_batches)
 
     def run_iterator(
         self,

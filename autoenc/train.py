@@ -1,19 +1,20 @@
 """The outer training loop: a plain Python loop over epochs around the traced steps.
 
-`train_and_evaluate(config, workdir)` is the whole run, and reads top to bottom: build the
-run's state in the strategy's scope and restore the latest checkpoint (`_build_run`: rerunning a
-command resumes it); plan the rest of the run's step calls (`_plan_calls`); for each epoch,
-train its calls (`_train_epoch`) and end it (`_end_epoch`: evaluate, keep the best model as
-Keras' `ModelCheckpoint(save_best_only=True)` would, ask early stopping, then history,
-checkpoint, summaries and the log line); finally score and draw (`autoenc.finish`).
+`train_and_evaluate(config, workdir)` is the whole run and reads top to bottom: build the run
+in the strategy's scope and restore its state from the latest checkpoint (rerunning a command
+resumes it); then, epoch after epoch, train its step calls (`_train_epoch`) and end the epoch
+(`_end_epoch`: evaluate, keep the best model as Keras' `ModelCheckpoint(save_best_only=True)`
+would, ask early stopping, then history, checkpoint, summaries and the log line); finally keep
+the weights Keras' `fit` would end with, score them and the best ones on the test images, and
+write metrics.json and the figures (`_finish`).
 """
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import pathlib
-import sys
 import tempfile
 import time
 
@@ -22,15 +23,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from autoenc import checkpoints as checkpoints_lib
 from autoenc import config as config_lib
 from autoenc import data as data_lib
-from autoenc import distribute, finish, models, pipeline, preemption, steps
+from autoenc import distribute, models, pipeline, preemption, steps
 from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
-from autoenc.errors import NonFiniteLossError
-from autoenc.loop_state import HISTORY_FIELDS, LoopState
+from autoenc.errors import NonFiniteLossError, UserError
+from autoenc.progress import EpochProgress
+from autoenc.run_state import HISTORY_FIELDS, RunState, checkpoint_path_problem
 
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
 GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
@@ -75,14 +76,18 @@ def build_model_and_optimizer(
     return nets, optimizer
 
 
-def _finished_message(metrics: dict, config) -> str | None:
-    """Why a run whose metrics.json exists needs no more training, or None to go on."""
-    done = metrics["epochs_completed"]
-    if metrics["stopped_early"]:
-        return f"early stopping ended it after epoch {done}"
-    if config.epochs <= done:
-        return f"it trained {done} of {config.epochs} epochs; a larger --config.epochs extends it"
-    return None
+def make_train_batches(config, train_images: tf.Tensor) -> pipeline.TrainBatches:
+    """The config's training batches. A mixed precision draws the noise from 16 bits per
+    number: its model's first layer rounds the input to a 16-bit float anyway."""
+    return pipeline.TrainBatches(
+        train_images,
+        config.batch_size,
+        config.seed,
+        config.noise_factor,
+        models.input_shape(config),
+        noise_factor_max=config.noise_factor_max,  # > 0: a noise level drawn per image
+        noise_from_16_bits=config.precision != "float32",
+    )
 
 
 def train_and_evaluate(
@@ -103,9 +108,11 @@ def train_and_evaluate(
         The contents of metrics.json.
 
     Raises:
-        UserError: bad config, data or workdir, or a non-finite loss (one-line messages).
+        UserError: bad config, data or workdir, a full disk, or a non-finite loss (one line).
     """
-    config_lib.validate(config)
+    problem = checkpoint_path_problem(workdir)
+    if problem:
+        raise UserError(problem)
     resolver = None if strategy else distribute.cluster_resolver(strategy_name)
     chief = distribute.is_chief(resolver)
     workdir = workdir_lib.prepare(workdir) if chief else pathlib.Path(workdir)
@@ -118,13 +125,11 @@ def train_and_evaluate(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="autoenc-worker-"))
             )
         resuming = workdir_lib.check_resumable(workdir, config)
-        metrics_path = workdir / "metrics.json"
-        if resuming and metrics_path.exists():
-            metrics = json.loads(metrics_path.read_text())
-            reason = _finished_message(metrics, config)
-            if reason:
-                logging.info("%s is already finished: %s.", workdir, reason)
-                return metrics
+        metrics = _read_metrics(workdir) if resuming else None
+        reason = metrics and _finished_message(metrics, config)
+        if reason:
+            logging.info("%s is already finished: %s.", workdir, reason)
+            return metrics
         if data is None:  # before the strategy, whose start-up log would precede a data error
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         config_lib.validate(config, num_train_images=len(data.x_train))
@@ -136,22 +141,48 @@ def train_and_evaluate(
             tf.constant(data.x_test),
         )
         del data
-        return _train(config, workdir, output_dir, images, strategy, stop_signals)
+        run = _build_run(config, workdir, output_dir, images, strategy, stop_signals)
+        try:
+            return _train(run)
+        except OSError as e:  # history.csv, metrics.json or a figure on a full disk
+            raise UserError(f"cannot write {e.filename}: {e.strerror}") from None
+
+
+def _read_metrics(workdir: pathlib.Path) -> dict | None:
+    path = workdir / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+        _ = metrics["epochs_completed"], metrics["stopped_early"]
+        return metrics
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UserError(
+            f"cannot read {path} ({type(e).__name__}: {e}); delete it to score the run again"
+        ) from None
+
+
+def _finished_message(metrics: dict, config) -> str | None:
+    """Why a run whose metrics.json exists needs no more training, or None to go on."""
+    done = metrics["epochs_completed"]
+    if metrics["stopped_early"]:
+        return f"early stopping ended it after epoch {done}"
+    if config.epochs <= done:
+        return f"it trained {done} of {config.epochs} epochs; a larger --config.epochs extends it"
+    return None
 
 
 @dataclasses.dataclass
 class _Run:
-    """Everything one training run works with, built once before the first epoch."""
+    """What the loop works with, built once: the run's state and the pieces that act on it."""
 
     config: object
     workdir: pathlib.Path  # where the run is read from
     output_dir: pathlib.Path  # where it writes: the workdir, or a non-chief worker's temp dir
     strategy: tf.distribute.Strategy
-    nets: models.Autoencoder
+    model: keras.Model
     optimizer: keras.optimizers.Optimizer
-    counters: checkpoints_lib.RunState  # step, epoch, epoch loss: TensorFlow variables
-    loop: LoopState  # history, best, early stopping: the host side
-    checkpoints: checkpoints_lib.RunCheckpoints
+    state: RunState
     train_steps: steps.TrainSteps
     batches: pipeline.TrainBatches
     eval_data: tf.data.Dataset  # before distribution, for the figures
@@ -162,121 +193,81 @@ class _Run:
     stop_signals: preemption.StopSignals
     stop_requested: object  # any_worker(flag) -> bool
 
-    @property
-    def model(self) -> keras.Model:
-        return self.nets.autoencoder
-
-    @property
-    def epoch(self) -> int:
-        """Epochs completed."""
-        return int(self.counters.epoch)
-
-    @property
-    def step(self) -> int:
-        """Optimizer steps done."""
-        return int(self.counters.step)
+    def done_in_epoch(self) -> int:
+        """Steps of the current epoch already trained (non-zero after a mid-epoch resume)."""
+        return int(self.state.step) - int(self.state.epoch) * self.batches.steps_per_epoch
 
 
-def _train(config, workdir, output_dir, images, strategy, stop_signals) -> dict:
-    """The run itself: build its state, train epoch after epoch, then finish (test, figures).
-
-    Reads the run so far from `workdir`, writes to `output_dir` (the same directory, except on
-    a non-chief worker of a multi-worker run). `images` are the uint8 (train, test) tensors.
-    """
-    run = _build_run(config, workdir, output_dir, images, strategy, stop_signals)
+def _train(run: _Run) -> dict:
+    """Trains epoch after epoch from where the state says, then finishes the run."""
     plan = _plan_calls(run)  # [(epoch, steps per train_steps call)] for the rest of the run
     if plan:
-        skip = _done_in_epoch(run)
+        skip = run.done_in_epoch()
         iterator = run.train_steps.run_iterator(run.batches, plan, skip_batches=skip)
     for _, calls in plan:
-        if run.loop.stopped_early:
+        if run.state.stopped_early:
             break
         epoch_started = time.perf_counter()
         train_seconds = _train_epoch(run, iterator, calls)
         _end_epoch(run, sum(calls), train_seconds, epoch_started)
-    return finish.finish(run)
+    return _finish(run)
 
 
 def _plan_calls(run: _Run) -> list[tuple[int, list[int]]]:
     """Each remaining epoch with its `train_steps` calls (`steps.call_sizes`), planned up
     front so that one input iterator serves the rest of the run; none once early stopping
     has ended it."""
-    if run.loop.stopped_early:
+    if run.state.stopped_early:
         return []
     config, steps_per_epoch = run.config, run.batches.steps_per_epoch
-    plan, done, step = [], _done_in_epoch(run), run.step
+    plan, done, step = [], run.done_in_epoch(), int(run.state.step)
     every = config.checkpoint_every_steps
-    for epoch in range(run.epoch, config.epochs):
+    for epoch in range(int(run.state.epoch), config.epochs):
         calls = steps.call_sizes(done, steps_per_epoch, config.steps_per_loop, every, step=step)
         plan.append((epoch, calls))
         step, done = step + sum(calls), 0
     return plan
 
 
-def _done_in_epoch(run: _Run) -> int:
-    """Steps of the current epoch already trained (non-zero after a mid-epoch resume)."""
-    return run.step - run.epoch * run.batches.steps_per_epoch
-
-
-def make_train_batches(config, train_images: tf.Tensor) -> pipeline.TrainBatches:
-    """The config's training batches. A mixed precision draws the noise from 16 bits per
-    number: its model's first layer rounds the input to a 16-bit float anyway."""
-    return pipeline.TrainBatches(
-        train_images,
-        config.batch_size,
-        config.seed,
-        config.noise_factor,
-        models.input_shape(config),
-        noise_factor_max=config.noise_factor_max,  # > 0: a noise level drawn per image
-        noise_from_16_bits=config.precision != "float32",
-    )
-
-
 def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _Run:
-    """Builds every piece of state in the strategy's scope and restores the latest checkpoint,
-    before anything is traced (a Keras 3 optimizer must be built before the first step, and
-    before a restore, or its slots are silently not restored)."""
+    """Builds every piece in the strategy's scope and restores the latest checkpoint, before
+    anything is traced or written (a Keras 3 optimizer must be built before the first step,
+    and before a restore, or its slots are silently not restored)."""
     distribute.per_replica_batch(strategy, config.batch_size)  # refuses an uneven split
-    workdir_lib.atomic_write_text(output_dir / "config.json", config_lib.to_json(config))
-    summaries_lib.write_hparams(output_dir, config)  # the run is a dashboard row from now on
     set_op_determinism(config.deterministic)
     train_images, test_images = images
-    input_shape = models.input_shape(config)
     batches = make_train_batches(config, train_images)
     _log_layout(strategy, config.batch_size, train_images.shape[0], batches.steps_per_epoch)
-
     keras.utils.set_random_seed(config.seed)
-    counters = checkpoints_lib.RunState()  # plain variables, outside the strategy scope
     nets, optimizer = build_model_and_optimizer(
         config, strategy, steps_per_epoch=batches.steps_per_epoch
     )
+    state = RunState(config, nets.autoencoder, optimizer, output_dir, resume_from=workdir)
     with strategy.scope():
-        checkpoints = checkpoints_lib.RunCheckpoints(
-            output_dir, nets.autoencoder, optimizer, counters, resume_from=workdir
-        )
-        checkpoints.restore_latest()
-    distribute.check_workers_agree(strategy, int(counters.step))
-    loop = LoopState.from_checkpoint(counters.load_host(), config)
-    if loop.history:  # a crash may have come between the checkpoint and the history.csv write
-        workdir_lib.write_csv(output_dir / "history.csv", loop.history, HISTORY_FIELDS)
+        restored = state.restore()
+    if not restored:
+        _refuse_starting_over(workdir)
+    distribute.check_workers_agree(strategy, int(state.step))
 
+    workdir_lib.atomic_write_text(output_dir / "config.json", config_lib.to_json(config))
+    summaries_lib.write_hparams(output_dir, config)  # the run is a dashboard row from now on
+    if state.history:  # a crash may have come between the checkpoint and the history.csv write
+        workdir_lib.write_csv(output_dir / "history.csv", state.history, HISTORY_FIELDS)
     eval_data = pipeline.eval_dataset(
         test_images,
         batch_size=config.batch_size,
         seed=config.seed,
         noise_factor=config.noise_factor,
-        input_shape=input_shape,
+        input_shape=models.input_shape(config),
     )
     return _Run(
         config=config,
         workdir=workdir,
         output_dir=output_dir,
         strategy=strategy,
-        nets=nets,
+        model=nets.autoencoder,
         optimizer=optimizer,
-        counters=counters,
-        loop=loop,
-        checkpoints=checkpoints,
+        state=state,
         train_steps=steps.TrainSteps(
             strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
         ),
@@ -289,6 +280,26 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
         stop_signals=stop_signals,
         stop_requested=distribute.make_any_worker(strategy),  # a signal to one stops all
     )
+
+
+def _refuse_starting_over(workdir: pathlib.Path) -> None:
+    """A workdir that holds finished epochs but no checkpoint to resume them from is not
+    trained again from scratch: that would replace its history and best weights."""
+    held = [
+        name
+        for name in ("metrics.json", "best/checkpoint", "final/checkpoint")
+        if (workdir / name).exists()
+    ]
+    with contextlib.suppress(OSError):
+        rows = len((workdir / "history.csv").read_text().splitlines()) - 1
+        if rows > 0:
+            held.insert(0, f"history.csv with {rows} epochs")
+    if held:
+        raise UserError(
+            f"workdir {workdir} holds a run ({', '.join(held)}) but no checkpoint in"
+            f" {workdir / 'checkpoints'} to resume it from; starting over would replace it:"
+            " restore the checkpoints, move the workdir away or pick another --workdir"
+        )
 
 
 def _log_layout(strategy, global_batch: int, train_count: int, steps_per_epoch: int) -> None:
@@ -307,76 +318,74 @@ def _train_epoch(run: _Run, iterator, calls: list[int]) -> float:
     """Trains the rest of the current epoch, one `train_steps` call of `calls` at a time,
     checkpointing where `checkpoint_every_steps` says and stopping (with a checkpoint) when
     asked to. Returns the seconds it took."""
-    started, steps_per_epoch = time.perf_counter(), run.batches.steps_per_epoch
-    every, done = run.config.checkpoint_every_steps, _done_in_epoch(run)
-    progress = keras.utils.Progbar(steps_per_epoch, unit_name="step") if _interactive() else None
+    state, steps_per_epoch = run.state, run.batches.steps_per_epoch
+    every, done = run.config.checkpoint_every_steps, run.done_in_epoch()
+    progress = EpochProgress(run.config, int(state.epoch), done, steps_per_epoch)
     for count in calls:
         run.summaries.train_graph(run.train_steps.function, iterator, tf.constant(count))
         losses = run.train_steps(iterator, count).numpy()
-        _check_finite(losses, run.epoch, run.step, run.workdir)
-        run.summaries.train_losses(run.step, losses)
-        run.counters.step.assign_add(count)
-        run.counters.epoch_loss_sum.assign_add(float(np.sum(losses, dtype=np.float64)))
+        _check_finite(losses, int(state.epoch), int(state.step), run.workdir)
+        run.summaries.train_losses(int(state.step), losses)
+        state.step.assign_add(count)
+        state.epoch_loss_sum.assign_add(float(np.sum(losses, dtype=np.float64)))
         done += count
-        if progress:
-            progress.update(done, [("loss", float(losses[-1]))])
+        progress.update(done, float(losses[-1]))
         mid_epoch = done < steps_per_epoch
-        if every and run.step % every == 0 and mid_epoch:
-            run.checkpoints.save_latest(run.loop.to_checkpoint())
+        if every and int(state.step) % every == 0 and mid_epoch:
+            state.save()
         if mid_epoch and run.stop_requested(run.stop_signals.received):
-            run.checkpoints.save_latest(run.loop.to_checkpoint())
-            raise _preempted(run.stop_signals, run.epoch, run.step)
-    return time.perf_counter() - started
+            state.save()
+            raise _preempted(run.stop_signals, int(state.epoch), int(state.step))
+    return progress.seconds()
 
 
 def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: float) -> None:
     """Evaluates, keeps the best model, asks early stopping, records the epoch (history,
     checkpoint, summaries, log), then stops with a checkpoint if a signal asked for it."""
-    config, epoch = run.config, run.epoch  # `epoch`: 0-based index of the epoch just trained
+    state, epoch = run.state, int(run.state.epoch)  # 0-based index of the epoch just trained
     val = steps.sums_to_means(run.eval_sums(run.eval_data_distributed))
-    loss = float(run.counters.epoch_loss_sum) / run.batches.steps_per_epoch
+    loss = float(state.epoch_loss_sum) / run.batches.steps_per_epoch
     logs = {"loss": loss, **{f"val_{name}": value for name, value in val.items()}}
     if not math.isfinite(val["loss"]):
         raise NonFiniteLossError(
             f"val_loss is {val['loss']} after epoch {epoch + 1}; the best checkpoint in"
             f" {run.workdir / 'best'} is intact; try a lower --config.learning_rate"
         )
-    if run.loop.best.is_improvement(logs):
-        run.checkpoints.save_best(epoch + 1)
-        run.loop.best.commit(epoch, logs)  # only after the save succeeded
-    if run.loop.early_stopping:
-        run.loop.early_stopping.update(epoch, logs)  # stops the run by its stopped_epoch
-        if run.loop.early_stopping.restored_epoch() == epoch:  # Keras snapshots these weights
-            run.checkpoints.save_final(epoch + 1)
-    images_per_sec = trained_steps * config.batch_size / max(train_seconds, 1e-9)
+    if state.best.is_improvement(logs):
+        state.save_best(epoch + 1)
+        state.best.commit(epoch, logs)  # only after the save succeeded
+    if state.early_stopping:
+        state.early_stopping.update(epoch, logs)  # stops the run by its stopped_epoch
+        if state.early_stopping.restored_epoch() == epoch:  # Keras snapshots these weights
+            state.save_final(epoch + 1)
     seconds = time.perf_counter() - started
     row = dict(
         epoch=epoch + 1,
         loss=loss,
         val_loss=val["loss"],
         seconds=round(seconds, 3),
-        images_per_sec=round(images_per_sec, 1),
+        images_per_sec=round(trained_steps * run.config.batch_size / max(train_seconds, 1e-9), 1),
     )
-    run.loop.history.append(row)
-    run.counters.epoch.assign(epoch + 1)
-    run.counters.epoch_loss_sum.assign(0.0)
-    run.checkpoints.save_latest(run.loop.to_checkpoint())
-    workdir_lib.write_csv(run.output_dir / "history.csv", run.loop.history, HISTORY_FIELDS)
+    state.history.append(row)
+    state.epoch.assign(epoch + 1)
+    state.epoch_loss_sum.assign(0.0)
+    state.save()
+    workdir_lib.write_csv(run.output_dir / "history.csv", state.history, HISTORY_FIELDS)
     # Summaries and the log line come after the checkpoint and before a requested stop, so a
     # resumed run neither misses nor repeats this epoch in TensorBoard.
-    train_scalars = dict(loss=loss, seconds=seconds, images_per_sec=images_per_sec)
-    _write_epoch_summaries(run, train_scalars, val)
+    _write_epoch_summaries(run, row, val)
     _log_epoch(run, row, val)
     if run.stop_requested(run.stop_signals.received):
-        raise _preempted(run.stop_signals, epoch, run.step)
+        raise _preempted(run.stop_signals, epoch, int(state.step))
 
 
-def _write_epoch_summaries(run: _Run, train_scalars: dict, val: dict) -> None:
+def _write_epoch_summaries(run: _Run, row: dict, val: dict) -> None:
     grid_inputs, grid_targets = run.grid
-    learning_rate = float(keras.ops.convert_to_numpy(run.optimizer.learning_rate))
+    train = {name: row[name] for name in ("loss", "seconds", "images_per_sec")}
+    train["learning_rate"] = float(keras.ops.convert_to_numpy(run.optimizer.learning_rate))
     run.summaries.epoch_end(
-        run.epoch,
-        train=dict(train_scalars, learning_rate=learning_rate),
+        int(run.state.epoch),
+        train=train,
         validation=val,
         grid_rows=(grid_targets, grid_inputs, run.model(grid_inputs, training=False)),
         model=run.model,
@@ -384,7 +393,7 @@ def _write_epoch_summaries(run: _Run, train_scalars: dict, val: dict) -> None:
 
 
 def _log_epoch(run: _Run, row: dict, val: dict) -> None:
-    best = run.loop.best
+    best = run.state.best
     logging.info(
         "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
         "best %.4f (epoch %d)%s",
@@ -397,24 +406,77 @@ def _log_epoch(run: _Run, row: dict, val: dict) -> None:
         row["images_per_sec"],
         best.best,
         best.best_epoch + 1,
-        "  early stop" if run.loop.stopped_early else "",
+        "  early stop" if run.state.stopped_early else "",
     )
 
 
-def _interactive() -> bool:
-    return sys.stdout.isatty()
+def _finish(run: _Run) -> dict:
+    """Keeps the final weights, scores them and the best ones on the test images, writes
+    metrics.json, the hparams and the figures, and returns the metrics. Nothing here changes
+    the training state, so a signal stops it at once: rerunning the command finishes it."""
+    state = run.state
+    run.summaries.close()
+    with run.stop_signals.stopping_at_once(FINISH_INTERRUPTED):
+        restored = state.early_stopping.restored_epoch() if state.early_stopping else None
+        if restored is None:  # fit ends with the last epoch's weights
+            state.save_final(int(state.epoch))
+            final_epoch = int(state.epoch)
+        else:  # or early stopping's best, saved when it took its snapshot
+            final_epoch = state.restore_final()
+        best_epoch = state.best.best_epoch + 1
+        final_test = None  # the final weights are scored only when they are not the best ones
+        if final_epoch != best_epoch:
+            final_test = steps.quality(run.eval_sums, run.eval_data_distributed)
+        state.restore_best()
+        test = steps.test_metrics(
+            run.strategy,
+            run.model,
+            run.eval_data_distributed,
+            run.config.noise_factor,
+            eval_sums=run.eval_sums,  # traced for validation already
+        )
+        metrics = dict(
+            best_epoch=best_epoch,
+            best_val_loss=state.best.best,
+            epochs_completed=int(state.epoch),
+            stopped_early=state.stopped_early,
+            **test,
+            final=dict(epoch=final_epoch, test=final_test or test["test"]),
+            replicas=run.strategy.num_replicas_in_sync,
+        )
+        workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
+        logging.info("test (best model, epoch %d): %s", best_epoch, metrics["test"])
+        if "noisy_input" in metrics:
+            logging.info("test (noisy input): %s", metrics["noisy_input"])
+        logging.info("weights fingerprint %s", weights_fingerprint(run.model))
+        summaries_lib.write_hparams(run.output_dir, run.config, metrics)
+        if run.output_dir == run.workdir:  # a non-chief worker's figures would be thrown away
+            plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
+    return metrics
+
+
+FINISH_INTERRUPTED = (
+    "stopped by {signal} after the last epoch, while scoring the test images; training is"
+    " saved; rerun the same command to write metrics.json and the figures"
+)
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A short hash of every weight's bytes: equal on every worker of a multi-worker run, and
+    in two runs exactly when they trained bit-identically."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def set_op_determinism(enabled: bool) -> None:
-    """Turns TensorFlow's op determinism on or off for this process, as the config says.
-
-    TensorFlow only exports the switch to turn it on; the off switch is its internal twin. It
-    matters when one process runs several configs (tests, studies): once on, determinism would
-    otherwise stay on and refuse XLA's non-deterministic MaxPool gradient.
-    """
+    """Turns TensorFlow's op determinism on or off, as the config says. One process may run
+    several configs (tests, studies), and once on, determinism would refuse XLA's
+    non-deterministic MaxPool gradient."""
     if enabled:
         tf.config.experimental.enable_op_determinism()
-    else:
+    else:  # TensorFlow exports only the switch that turns it on; this is its internal twin
         from tensorflow.python.framework import config as tf_framework_config
 
         tf_framework_config.disable_op_determinism()

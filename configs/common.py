@@ -7,7 +7,7 @@ from ml_collections import config_dict
 def get_config() -> ml_collections.ConfigDict:
     """Defaults shared by every experiment (not an experiment by itself)."""
     config = ml_collections.ConfigDict()
-    config.model = "conv"  # "dense" (book 5.2) or "conv" (book 5.3)
+    config.model = "conv"  # a name from autoenc.models: dense, conv, deep_dense, unet
     config.noise_factor = 0.0  # input = clip(x + noise_factor * N(0, 1), 0, 1)
     # Above 0, training draws each image's noise factor from U[0, noise_factor_max], anew each
     # epoch (a blind denoiser); validation and the test score keep noise_factor.
@@ -42,8 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss_every_steps = 100  # TensorBoard batch_loss every N optimizer steps; 0 = never
     config.histograms = False  # TensorBoard weight histograms every epoch
     # "float32", "mixed_bfloat16" (CPUs/TPUs with bf16 units) or "mixed_float16" (GPUs; with
-    # dynamic loss scaling). The output layer and the loss always stay float32. A mixed
-    # precision also draws the training noise from 16 random bits per number (a cheaper sampler).
+    # dynamic loss scaling). The sigmoid and the loss stay float32 (the dense models' whole
+    # output layer). A mixed precision also draws the training noise from 16 random bits per
+    # number (a cheaper sampler).
     config.precision = "float32"
     config.xla = False  # compile each replica's loss and gradients with XLA (jit_compile)
     config.deterministic = True  # tf.config.experimental.enable_op_determinism()

@@ -19,7 +19,7 @@ def get_config():
     config.early_stopping.enabled = True
     config.early_stopping.min_delta = 0.0005
     config.early_stopping.patience = 2
-    # Speed only (docs/speed.md; the same training losses to about 1e-7): XLA fuses the small
+    # Speed only (docs/speed.md): XLA fuses the small
     # matmuls, the elementwise ops and, with one replica, the optimizer update, and runs all the
     # steps of a call as one program.
     config.xla = True

@@ -142,7 +142,7 @@ def test_differing_fields():
 
 @pytest.mark.parametrize("monitor", list(config_lib.LOGGED_VALUES))
 def test_every_logged_value_may_be_monitored_in_its_direction(monitor):
-    from autoenc import loop_state  # TensorFlow: only here, config.py itself must not need it
+    from autoenc import run_state  # TensorFlow: only here, config.py itself must not need it
 
     config = config_lib.load_config("dense_compress")
     direction = config_lib.LOGGED_VALUES[monitor]
@@ -152,7 +152,7 @@ def test_every_logged_value_may_be_monitored_in_its_direction(monitor):
         )
         config_lib.validate(config, num_train_images=60_000)
         # ...and the loop's early stopping takes it, going the same way.
-        assert loop_state.make_early_stopping(config).direction == direction
+        assert run_state.make_early_stopping(config).direction == direction
 
 
 def test_every_numeric_field_has_bounds():

@@ -1,4 +1,4 @@
-"""Two worker processes on 127.0.0.1, started the way README.md says, train one run together.
+"""Two worker processes on 127.0.0.1, started the way docs/distributed.md says, train one run together.
 
 One scenario, three launches (each process start costs ~10 s of TensorFlow import):
 1. both workers start a long run; worker 1 alone gets SIGTERM; both must stop after the same

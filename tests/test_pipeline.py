@@ -12,7 +12,7 @@ IMAGES = tf.constant(synthetic_images(96, seed=0))
 
 def epoch_batches(epoch, seed=0, noise_factor=0.5, skip=0, shape=(28, 28, 1), batch_size=32):
     batches = pipeline.TrainBatches(IMAGES, batch_size, seed, noise_factor, shape)
-    dataset = batches.dataset(epoch, skip_batches=skip)
+    dataset = batches.run_dataset([epoch], skip_batches=skip)
     return [(x.numpy(), y.numpy()) for x, y in dataset]
 
 
@@ -67,7 +67,7 @@ def test_skipping_batches_resumes_the_same_sequence():
 @pytest.mark.parametrize("noise_factor, shape", [(0.5, (28, 28, 1)), (0.0, (784,))])
 def test_blocks_hold_the_same_batches_in_the_same_order(noise_factor, shape):
     batches = pipeline.TrainBatches(IMAGES, 16, 0, noise_factor, shape)
-    dataset = batches.dataset(4, skip_batches=2, block_sizes=[1, 3])
+    dataset = batches.run_dataset([4], skip_batches=2, block_sizes=[[1, 3]])
     blocks = [(x.numpy(), y.numpy()) for x, y in dataset]
     assert [x.shape for x, _ in blocks] == [(1, 16, *shape), (3, 16, *shape)]
     per_batch = epoch_batches(4, noise_factor=noise_factor, shape=shape, batch_size=16)[2:]
@@ -81,7 +81,7 @@ def test_blocks_hold_the_same_batches_in_the_same_order(noise_factor, shape):
 def test_blocks_that_do_not_fit_the_epoch_are_refused(skip, sizes):
     with pytest.raises(ValueError, match="must be positive and fit the epoch's 6 batches"):
         batches = pipeline.TrainBatches(IMAGES, 16, 0, 0.0, (784,))
-        batches.dataset(0, skip_batches=skip, block_sizes=sizes)
+        batches.run_dataset([0], skip_batches=skip, block_sizes=[sizes])
 
 
 def test_zero_noise_and_flat_inputs_for_the_dense_model():
@@ -107,7 +107,7 @@ def test_a_run_of_epochs_is_one_dataset_holding_each_epochs_batches(blocks):
     run = list(batches.run_dataset([3, 4], skip_batches=3, block_sizes=blocks))
     if blocks:  # unstack the blocks into their batches
         run = [(x[i], y[i]) for x, y in run for i in range(x.shape[0])]
-    separately = list(batches.dataset(3, skip_batches=3)) + list(batches.dataset(4))
+    separately = list(batches.run_dataset([3], skip_batches=3)) + list(batches.run_dataset([4]))
     assert len(run) == len(separately) == 3 + 6
     for (x, y), (x_expected, y_expected) in zip(run, separately):
         np.testing.assert_array_equal(x.numpy(), x_expected.numpy())
@@ -118,7 +118,7 @@ def blind_batches(epoch, seed=0, batch_size=32, noise_factor_max=0.8):
     batches = pipeline.TrainBatches(
         IMAGES, batch_size, seed, 0.5, (28, 28, 1), noise_factor_max=noise_factor_max
     )
-    return batches, [(x.numpy(), y.numpy()) for x, y in batches.dataset(epoch)]
+    return batches, [(x.numpy(), y.numpy()) for x, y in batches.run_dataset([epoch])]
 
 
 def image_index(clean):
@@ -157,13 +157,13 @@ def test_fixed_level_has_no_per_image_levels_and_is_unchanged():
     fixed = pipeline.TrainBatches(IMAGES, 32, 0, 0.5, (28, 28, 1))
     assert fixed.noise_levels(0) is None
     explicit = pipeline.TrainBatches(IMAGES, 32, 0, 0.5, (28, 28, 1), noise_factor_max=0.0)
-    for (a, _), (b, _) in zip(fixed.dataset(1), explicit.dataset(1)):
+    for (a, _), (b, _) in zip(fixed.run_dataset([1]), explicit.run_dataset([1])):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_blind_blocks_hold_the_same_batches_as_per_batch_elements():
     batches, per_batch = blind_batches(4, batch_size=16)
-    blocks = [x.numpy() for x, _ in batches.dataset(4, skip_batches=2, block_sizes=[1, 3])]
+    blocks = [x.numpy() for x, _ in batches.run_dataset([4], skip_batches=2, block_sizes=[[1, 3]])]
     np.testing.assert_array_equal(np.concatenate(blocks), np.stack([x for x, _ in per_batch[2:]]))
 
 
@@ -208,8 +208,8 @@ def test_mixed_precision_trains_on_16_bit_noise_and_keeps_the_clean_targets(prec
     batches = train.make_train_batches(config, IMAGES)
     assert batches.noise_from_16_bits == (precision != "float32")
     reference = pipeline.TrainBatches(IMAGES, 32, config.seed, 0.5, (28, 28, 1))
-    ((noisy, clean),) = batches.dataset(0).take(1)
-    ((reference_noisy, reference_clean),) = reference.dataset(0).take(1)
+    ((noisy, clean),) = batches.run_dataset([0]).take(1)
+    ((reference_noisy, reference_clean),) = reference.run_dataset([0]).take(1)
     np.testing.assert_array_equal(clean, reference_clean)
     assert np.array_equal(noisy, reference_noisy) == (precision == "float32")
     noise = noisy.numpy() - pipeline.to_float(clean).numpy()

@@ -49,7 +49,7 @@ def short_run(tiny_data, model, **overrides):
     num_steps = batches.steps_per_epoch
     val_losses = []
     for epoch in range(EPOCHS):
-        train_steps(train_steps.epoch_iterator(batches, epoch, [num_steps]), num_steps)
+        train_steps(train_steps.run_iterator(batches, [(epoch, [num_steps])]), num_steps)
         val_losses.append(steps.sums_to_means(eval_sums(eval_data))["loss"])
     return np.array(val_losses)
 

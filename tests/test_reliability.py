@@ -6,7 +6,7 @@ with checkpoints every 6 steps so that they split epochs and calls), and compare
 interrupted-then-resumed run with an uninterrupted run of the same command, bit for bit.
 
 Signals that must land at a given point come from inside the run: `HOOKED_LAUNCH` runs launch.py
-with `RunCheckpoints.save_latest` wrapped so that the process signals itself at a chosen save,
+with `RunState.save` wrapped so that the process signals itself at a chosen save,
 which no race with a fast run can miss. The module also checks the suite's own rule that under
 CI=true a test needing the real data fails rather than skips when the data are missing.
 """
@@ -48,21 +48,21 @@ HOOKED_LAUNCH = textwrap.dedent(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from autoenc.command_line import configure_process
     configure_process()
-    from autoenc import checkpoints
+    from autoenc import run_state
 
     name, when, nth = os.environ["AUTOENC_TEST_HOOK"].split(":")
-    save_latest = checkpoints.RunCheckpoints.save_latest
+    save_latest = run_state.RunState.save
     saves = []
 
-    def save_and_signal(self, host):
+    def save_and_signal(self):
         saves.append(1)
         if when == "before" and len(saves) == int(nth):
             os.kill(os.getpid(), getattr(signal, name))
-        save_latest(self, host)
+        save_latest(self)
         if when == "after" and len(saves) == int(nth):
             os.kill(os.getpid(), getattr(signal, name))
 
-    checkpoints.RunCheckpoints.save_latest = save_and_signal
+    run_state.RunState.save = save_and_signal
     sys.argv[0] = os.path.join(os.getcwd(), "launch.py")
     runpy.run_path(sys.argv[0], run_name="__main__")
     """

@@ -36,7 +36,7 @@ def train_weights(config, replicas, initial_weights):
     batches = pipeline.TrainBatches(
         IMAGES, config.batch_size, 0, config.noise_factor, models.input_shape(config)
     )
-    losses = train_steps(train_steps.epoch_iterator(batches, 0, [STEPS]), STEPS)
+    losses = train_steps(train_steps.run_iterator(batches, [(0, [STEPS])]), STEPS)
     return losses.numpy(), [w.copy() for w in model.get_weights()]
 
 

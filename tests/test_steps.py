@@ -34,7 +34,7 @@ def dense_setup():
 def batches(as_float=False, blocks=False):
     images = tf.constant(synthetic_images(BATCH * sum(CALLS), seed=3))
     train_batches = pipeline.TrainBatches(images, BATCH, 0, 0.0, (784,))
-    dataset = train_batches.dataset(0, block_sizes=list(CALLS) if blocks else None)
+    dataset = train_batches.run_dataset([0], block_sizes=[list(CALLS)] if blocks else None)
     if as_float:
         dataset = dataset.map(lambda x, y: (pipeline.to_float(x), pipeline.to_float(y)))
     return iter(dataset)

@@ -21,7 +21,7 @@ from conftest import mirrored
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from autoenc import checkpoints, models, train
+from autoenc import models, run_state, train
 from autoenc.preemption import Preempted
 from configs import dense_compress
 
@@ -43,16 +43,16 @@ def steps_of(workdir, run, tag):
 
 
 def signal_on_save(monkeypatch, method, when):
-    """Makes `RunCheckpoints.<method>` send this process a SIGTERM after the save for which
+    """Makes `RunState.<method>` send this process a SIGTERM after the save for which
     `when(step, epoch)` is true."""
-    original = getattr(checkpoints.RunCheckpoints, method)
+    original = getattr(run_state.RunState, method)
 
     def save_then_signal(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        if when(int(self.state.step), int(self.state.epoch)):
+        if when(int(self.step), int(self.epoch)):
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(checkpoints.RunCheckpoints, method, save_then_signal)
+    monkeypatch.setattr(run_state.RunState, method, save_then_signal)
 
 
 @pytest.mark.parametrize("where", ["epoch_end", "mid_epoch"])
@@ -63,7 +63,7 @@ def test_a_stopped_and_resumed_run_writes_every_epoch_and_step_once(
     # 8 steps an epoch: the epoch-1 checkpoint at step 8, or the mid-epoch one at step 5.
     stop_at = {"epoch_end": lambda step, epoch: epoch == 1, "mid_epoch": lambda step, _: step == 5}
     with monkeypatch.context() as patch:
-        signal_on_save(patch, "save_latest", stop_at[where])
+        signal_on_save(patch, "save", stop_at[where])
         with pytest.raises(Preempted):
             train.train_and_evaluate(config, tmp_path, data=tiny_data, strategy=mirrored(1))
     if where == "epoch_end":  # the stopped epoch's summaries were written before the stop
@@ -95,7 +95,7 @@ def test_a_signal_while_scoring_stops_at_once_and_a_rerun_finishes(
 
 def test_hparams_are_written_when_the_run_starts(tmp_path, tiny_data, monkeypatch):
     with monkeypatch.context() as patch:
-        signal_on_save(patch, "save_latest", lambda step, epoch: epoch == 1)
+        signal_on_save(patch, "save", lambda step, epoch: epoch == 1)
         with pytest.raises(Preempted):
             train.train_and_evaluate(dense_config(), tmp_path, data=tiny_data)
     accumulator = event_accumulator.EventAccumulator(str(tmp_path))

@@ -10,7 +10,7 @@ import shutil
 import tensorflow as tf
 from conftest import mirrored
 
-from autoenc import checkpoints, train
+from autoenc import run_state, train
 from configs import conv_denoise, dense_compress
 
 _runs: dict[str, tuple] = {}
@@ -55,9 +55,8 @@ def poison_latest_checkpoint(config, workdir) -> None:
     between two checkpoints would leave them; the best checkpoint is not touched. Resuming
     the run then meets a non-finite loss at its first step."""
     nets, optimizer = train.build_model_and_optimizer(config, tf.distribute.get_strategy())
-    state = checkpoints.RunState()
-    run = checkpoints.RunCheckpoints(workdir, nets.autoencoder, optimizer, state)
-    assert run.restore_latest()
+    state = run_state.RunState(config, nets.autoencoder, optimizer, workdir)
+    assert state.restore()
     for weight in nets.autoencoder.trainable_variables:
         weight.assign(tf.fill(weight.shape, float("nan")))
-    run.save_latest(state.load_host())
+    state.save()

@@ -1,0 +1,195 @@
+"""A training run's whole state, saved and restored as one object: `RunState`.
+
+It holds everything that decides the rest of a run: the model's weights, the optimizer's slots,
+the step and epoch counters, this epoch's loss sum (so a mid-epoch resume reports the same epoch
+loss), the history rows, the best-checkpoint decision and early stopping's counters. The latest
+checkpoint (`WORKDIR/checkpoints`) holds all of it, the host-side part as a JSON string variable,
+so it restores atomically from one file set and a resumed run makes exactly the decisions an
+uninterrupted one would. Two more checkpoints hold weights only: `WORKDIR/best`, as Keras'
+`ModelCheckpoint(save_best_only=True, save_weights_only=True)` keeps it, and `WORKDIR/final`, the
+weights Keras' `fit` leaves in the model when training ends. TensorFlow writes a checkpoint's files
+before it rewrites the small `checkpoint` pointer file, so a kill during a save leaves the previous
+checkpoint in force.
+"""
+
+import json
+import pathlib
+import re
+import shutil
+
+import tensorflow as tf
+from absl import logging
+
+from autoenc import callbacks
+from autoenc import config as config_lib
+from autoenc.errors import UserError
+
+HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "images_per_sec")
+
+
+def make_early_stopping(config) -> callbacks.EarlyStopping | None:
+    """`config.early_stopping` as a `callbacks.EarlyStopping`, or None when it is off. Mode
+    'auto' takes the monitored value's direction from `config.LOGGED_VALUES`, as Keras' 'auto'
+    takes it from the compiled metric."""
+    es = config.early_stopping
+    if not es.enabled:
+        return None
+    return callbacks.EarlyStopping(
+        monitor=es.monitor,
+        min_delta=es.min_delta,
+        patience=es.patience,
+        mode=config_lib.LOGGED_VALUES[es.monitor] if es.mode == "auto" else es.mode,
+        baseline=es.baseline,
+        restore_best_weights=es.restore_best_weights,
+        start_from_epoch=es.start_from_epoch,
+    )
+
+
+GLOB_CHARACTERS = "[]*?"
+
+
+def checkpoint_path_problem(workdir) -> str | None:
+    """Why `workdir` cannot hold checkpoints, or None: TensorFlow finds and prunes checkpoint
+    files by glob patterns built from the path, so `[`, `]`, `*` or `?` anywhere in it would
+    lose them (none found on resume, none pruned)."""
+    absolute = str(pathlib.Path(workdir).expanduser().absolute())
+    found = sorted({c for c in absolute if c in GLOB_CHARACTERS})
+    if not found:
+        return None
+    return (
+        f"--workdir={workdir}: its path holds {' '.join(found)}, which TensorFlow's checkpoint"
+        " lookup reads as a glob pattern; pick a path without [ ] * ? (e.g. runs/lr_0.1)"
+    )
+
+
+def latest_checkpoint(directory) -> str | None:
+    """The newest checkpoint in `directory` (None if there is none), or a one-line `UserError`
+    when its `checkpoint` pointer file cannot be read."""
+    try:
+        return tf.train.latest_checkpoint(str(directory))
+    except (ValueError, tf.errors.OpError) as e:
+        raise UserError(
+            f"cannot read {pathlib.Path(directory) / 'checkpoint'}: {str(e).splitlines()[0]};"
+            ' the file names the newest checkpoint (e.g. model_checkpoint_path: "ckpt-42")'
+        ) from None
+
+
+class RunState:
+    """The model, its optimizer and the loop's counters and decisions, with their checkpoints.
+
+    Make it outside the strategy's scope (its counters are plain variables the host loop reads
+    as numbers) and `restore()` it inside, after the optimizer is built: a Keras 3 optimizer's
+    slots are otherwise silently not restored.
+
+    Attributes:
+        step, epoch: optimizer steps done and epochs completed (int64 variables).
+        epoch_loss_sum: the sum of this epoch's step losses (float64 variable).
+        history: one dict per finished epoch, with `HISTORY_FIELDS`.
+        best: which epoch's weights are the best so far on val_loss (`ModelCheckpoint`'s rule).
+        early_stopping: the stopping rule and its counters; None when the config turns it off.
+    """
+
+    def __init__(self, config, model, optimizer, output_dir, *, resume_from=None):
+        """Saves into `output_dir`; resumes from `resume_from`'s latest checkpoint (default
+        `output_dir`; a non-chief worker saves to a temporary directory but resumes from the
+        chief's)."""
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.epoch_loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+        self._host = tf.Variable("{}", dtype=tf.string, trainable=False)
+        self.history: list[dict] = []
+        self.best = callbacks.BestCheckpoint(monitor="val_loss", mode="min")
+        self.early_stopping = make_early_stopping(config)
+        output_dir = pathlib.Path(output_dir)
+        self._resume_dir = pathlib.Path(resume_from or output_dir) / "checkpoints"
+        self._checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            step=self.step,
+            epoch=self.epoch,
+            epoch_loss_sum=self.epoch_loss_sum,
+            host=self._host,
+        )
+        self._latest = _manager(self._checkpoint, output_dir / "checkpoints", 2)
+        self._best = _manager(tf.train.Checkpoint(model=model), output_dir / "best", 1)
+        self._final = _manager(tf.train.Checkpoint(model=model), output_dir / "final", 1)
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping has ended the run (Keras' `stopped_epoch` is never 0 once it
+        has)."""
+        return bool(self.early_stopping and self.early_stopping.stopped_epoch > 0)
+
+    def restore(self) -> bool:
+        """Restores the latest checkpoint, if there is one; returns whether there was.
+
+        Raises:
+            UserError: the checkpoint cannot be read or does not fit the model.
+        """
+        path = latest_checkpoint(self._resume_dir)
+        if not path:
+            return False
+        try:
+            self._checkpoint.restore(path).assert_existing_objects_matched()
+            host = json.loads(self._host.numpy().decode())
+            self.history = list(host.get("history", []))
+            self.best.load_state_dict(host["best"])
+            if self.early_stopping:
+                self.early_stopping.load_state_dict(host["early_stopping"])
+        except (tf.errors.OpError, AssertionError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
+        logging.info("Resuming from %s (epoch %d, step %d)", path, int(self.epoch), int(self.step))
+        return True
+
+    def save(self) -> None:
+        """Saves everything as the latest checkpoint, numbered by the step."""
+        host = dict(history=self.history, best=self.best.state_dict())
+        if self.early_stopping:
+            host["early_stopping"] = self.early_stopping.state_dict()
+        self._host.assign(json.dumps(host))
+        # Numbered explicitly: the managers would otherwise share the checkpoint's save counter.
+        _save(self._latest, int(self.step))
+
+    def save_best(self, epoch: int) -> None:
+        """Saves the weights as the best so far (`epoch` 1-based names the files)."""
+        _save(self._best, epoch)
+
+    def restore_best(self) -> None:
+        """Loads the best weights into the model."""
+        self._best.checkpoint.restore(
+            self._best.latest_checkpoint
+        ).assert_existing_objects_matched()
+
+    def save_final(self, epoch: int) -> None:
+        """Saves the weights as those Keras' `fit` would leave in the model (`epoch` 1-based:
+        the epoch they are from)."""
+        _save(self._final, epoch)
+
+    def restore_final(self) -> int:
+        """Loads the final weights into the model and returns their 1-based epoch."""
+        path = self._final.latest_checkpoint
+        self._final.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(path.rsplit("-", 1)[1])
+
+
+def _manager(checkpoint, directory: pathlib.Path, max_to_keep: int) -> tf.train.CheckpointManager:
+    """A `CheckpointManager`; it reads the directory's pointer file, so a damaged one is a
+    one-line error here."""
+    latest_checkpoint(directory)
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+
+
+def _save(manager: tf.train.CheckpointManager, number: int) -> None:
+    """Saves checkpoint `number`; on a full disk, removes its partial files and says so in one
+    line (the pointer file still names the previous checkpoint)."""
+    try:
+        manager.save(checkpoint_number=number)
+    except (OSError, tf.errors.OpError) as e:
+        for partial in pathlib.Path(manager.directory).glob(f"ckpt-{number}_temp*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
+        reason = re.sub(r"\{\{.*?\}\}|\s*\[Op:\w+\]", "", reason).rsplit("; ", 1)[-1]
+        raise UserError(
+            f"cannot write {manager.directory}/ckpt-{number}: {reason}; the previous"
+            " checkpoint is intact: rerun the same command once there is room"
+        ) from None
