@@ -7,7 +7,8 @@
 denoisers a study scores (configs it trains, workdirs trained elsewhere); `pca` and `classical`
 are the non-learned baselines; `points` caches finished points and scores images; `figures`
 draws the results and `report` writes them. Only `classical` needs the studies extra
-(`pip install -e '.[studies]'`); the training library imports nothing from this package.
+(`pip install -e '.[studies]'`); of this package the library imports only `pca`, for
+`autoenc.probe`'s baseline.
 
 Importing the package sets the process up as `launch.py` does (oneDNN kernels, one malloc
 arena), which takes effect only before TensorFlow starts, so that the models a study trains run

@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+CHUNK = 10_000  # images per float64 step: bounds the memory of a fit or an encoding
+
 
 @dataclasses.dataclass(frozen=True)
 class PCA:
@@ -37,16 +39,34 @@ class PCA:
         Returns:
             float32 reconstructions of the input's shape.
         """
-        if not 1 <= dims <= len(self.mean):
-            raise ValueError(f"dims must be in 1..{len(self.mean)}, got {dims}")
-        flat = images.reshape(len(images), -1).astype(np.float64) - self.mean
-        basis = self.components[:dims]
-        codes = flat @ basis.T
-        restored = codes @ basis + self.mean
+        restored = self.encode(images, dims) @ self.components[:dims] + self.mean
         return np.clip(restored, 0.0, 1.0).astype(np.float32).reshape(images.shape)
 
+    def encode(self, images: np.ndarray, dims: int) -> np.ndarray:
+        """The images' coordinates on the first `dims` components: PCA's code of that width.
 
-def fit_pca(images: np.ndarray, chunk: int = 10_000) -> PCA:
+        Args:
+            images: shape (N, ...) with D values per image, in [0, 1] (floats) or 0..255
+                (uint8, rescaled as `fit_pca` does).
+            dims: the code width, 1..D.
+
+        Returns:
+            float64 codes, shape (N, dims), computed a chunk at a time (no float64 copy of
+            every image at once).
+        """
+        if not 1 <= dims <= len(self.mean):
+            raise ValueError(f"dims must be in 1..{len(self.mean)}, got {dims}")
+        flat = images.reshape(len(images), -1)
+        scale = 1.0 / 255.0 if flat.dtype == np.uint8 else 1.0
+        basis = self.components[:dims].T
+        chunks = [
+            (flat[i : i + CHUNK].astype(np.float64) * scale - self.mean) @ basis
+            for i in range(0, len(flat), CHUNK)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, dims))
+
+
+def fit_pca(images: np.ndarray, chunk: int = CHUNK) -> PCA:
     """Fits PCA to images by an eigendecomposition of their covariance.
 
     The D x D covariance (D = 784) is accumulated in float64 chunks, so the 60,000 training
