@@ -1,24 +1,42 @@
 """A trained model applied to the user's own image files (`--mode=apply`).
 
-The denoiser denoises each image as given (the user's images are presumably noisy already; no
-noise is added), at any size; the dense model compresses each 28x28 image to its code and
-reconstructs it. Both go through `autoenc.serving.ServingFunctions.reconstruct`, the function
-an export serves. `apply_to_files` yields one `Outcome` per input file as it goes, so a file
-that cannot be used is reported and the rest of the batch still runs.
+A denoiser denoises each image as given (the user's images are presumably noisy already; no
+noise is added), at any size; the dense models compress each 28x28 image to its code and
+reconstruct it. Both go through `autoenc.serving.ServingFunctions.reconstruct`, the function
+an export serves. An image larger than one call's worth of pixels is denoised in overlapping
+tiles: each tile runs with a margin of the image around it at least as wide as the model's
+receptive field (`receptive_field`, derived from its layers), so the result is the untiled
+one to float rounding while memory stays bounded. `apply_to_files` yields one `Outcome` per
+input file as it goes, so a file that cannot be used is reported and the rest still runs.
 """
 
+import math
 import pathlib
 import tempfile
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import keras
 import numpy as np
 
-from autoenc import checkpoints, image_files, models, serving
+from autoenc import checkpoints, image_files, layers, models, serving
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
-PIXELS_PER_CALL = 1 << 20  # bounds the denoiser's activations (32 floats per pixel per layer)
+PIXELS_PER_CALL = 1 << 20  # bounds a call's activations (up to 32 floats per pixel per layer)
+# Layers that act on each pixel (or pass tensors on) without looking at its neighbours.
+POINTWISE_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.Identity,
+    keras.layers.Concatenate,
+    keras.layers.Add,
+    keras.layers.Dropout,
+    keras.layers.BatchNormalization,
+    layers.PassPair,
+    layers.SplitChannels,
+)
 
 
 class Outcome(NamedTuple):
@@ -60,14 +78,140 @@ def _prepare_output_dir(output_dir: pathlib.Path) -> None:
         raise UserError(f"--output_dir={output_dir} is not writable: {e.strerror or e}") from None
 
 
-def _reconstruct(functions: serving.ServingFunctions, images: np.ndarray) -> np.ndarray:
-    """The model's output for (N, H, W) images, a few at a time so memory stays bounded."""
-    per_call = max(1, PIXELS_PER_CALL // (images.shape[1] * images.shape[2]))
+class Field(NamedTuple):
+    """What one pixel of a feature map sees of the input image: the feature map has one pixel
+    per `stride` x `stride` input pixels, and each sees `radius` input pixels beyond that
+    footprint on every side."""
+
+    stride: float
+    radius: float
+
+
+def _upsampled(field: Field, factor: int) -> Field:
+    # A finer pixel sees what its coarse pixel saw, which reaches past its smaller footprint.
+    return Field(field.stride / factor, field.radius + field.stride - field.stride / factor)
+
+
+def _merged(fields: list[Field]) -> Field:
+    if len({field.stride for field in fields}) != 1:
+        raise ValueError(f"inputs of different resolutions merged pixel by pixel: {fields}")
+    return Field(fields[0].stride, max(field.radius for field in fields))
+
+
+def _convolved(field: Field, layer: keras.layers.Conv2D) -> Field:
+    if layer.padding != "same":
+        raise ValueError(f"layer {layer.name}: tiling needs 'same' padding")
+    reach = max(size // 2 * rate for size, rate in zip(layer.kernel_size, layer.dilation_rate))
+    return Field(field.stride * max(layer.strides), field.radius + reach * field.stride)
+
+
+def _layer_field(layer, inputs: list[Field]) -> Field | list[Field]:
+    """The field of a layer's output(s), from those of its inputs."""
+    if isinstance(layer, layers.UpsampledSkipConv2D):  # upsample the first, concatenate, conv
+        return _convolved(_merged([_upsampled(inputs[0], 2), inputs[1]]), layer)
+    if isinstance(layer, layers.UpsampledConv2D):  # UpSampling2D(2), then a 3x3 'same' conv
+        return _convolved(_upsampled(inputs[0], 2), layer)
+    if isinstance(layer, keras.layers.Conv2D):
+        return _convolved(inputs[0], layer)
+    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        if tuple(layer.pool_size) != tuple(layer.strides):
+            raise ValueError(f"layer {layer.name}: tiling needs pool_size == strides")
+        return Field(inputs[0].stride * max(layer.strides), inputs[0].radius)
+    if isinstance(layer, keras.layers.UpSampling2D):
+        return _upsampled(inputs[0], max(layer.size))
+    if isinstance(layer, layers.DepthToSpace):  # before SpaceToDepth: it subclasses it
+        return _upsampled(inputs[0], layer.block)
+    if isinstance(layer, layers.SpaceToDepth):
+        return Field(inputs[0].stride * layer.block, inputs[0].radius)
+    if isinstance(layer, layers.SplitChannels):
+        return [inputs[0]] * len(layer.sizes)
+    if isinstance(layer, layers.PassPair):
+        return list(inputs)
+    if isinstance(layer, POINTWISE_LAYERS):
+        return _merged(inputs) if inputs else Field(1, 0)
+    raise TypeError(f"no receptive field rule for layer {layer.name} ({type(layer).__name__})")
+
+
+def receptive_field(model: keras.Model) -> tuple[int, int]:
+    """(radius, alignment) of a fully convolutional model, derived from its layers.
+
+    An output pixel depends on input pixels at most `radius` rows and columns away; the model
+    commutes with shifts of the image by multiples of `alignment` (its largest downsampling).
+    The radius adds up each layer's worst case, so it may exceed what the model needs.
+    """
+    fields, largest_stride = {}, [1.0]
+
+    def field_of(tensor) -> Field:
+        layer, node_index, tensor_index = tensor._keras_history
+        if (layer.name, node_index) not in fields:
+            node = layer._inbound_nodes[node_index]
+            result = _layer_field(layer, [field_of(t) for t in node.input_tensors])
+            for field in result if isinstance(result, list) else [result]:
+                largest_stride[0] = max(largest_stride[0], field.stride)
+            fields[layer.name, node_index] = result
+        result = fields[layer.name, node_index]
+        return result[tensor_index] if isinstance(result, list) else result
+
+    output = _merged([field_of(tensor) for tensor in model.outputs])
+    if output.stride != 1:
+        raise ValueError(f"{model.name}: output at another resolution than the input")
+    return math.ceil(output.radius), int(largest_stride[0])
+
+
+class Tiling(NamedTuple):
+    """How a large image is cut: cores of `tile` x `tile` pixels, each run on a window that
+    adds `margin` pixels of the image on every side (both multiples of the alignment)."""
+
+    tile: int
+    margin: int
+
+
+def tiling_for(model: keras.Model, tile: int | None = None) -> Tiling:
+    """The tiling of a fully convolutional model: the margin is its receptive radius rounded
+    up to its alignment, and windows hold about PIXELS_PER_CALL pixels unless `tile` is given."""
+    radius, alignment = receptive_field(model)
+    margin = -(-radius // alignment) * alignment
+    if tile is None:
+        tile = max(1, (math.isqrt(PIXELS_PER_CALL) - 2 * margin) // alignment) * alignment
+    if tile <= 0 or tile % alignment:
+        raise ValueError(f"tile {tile} is not a positive multiple of {alignment}")
+    return Tiling(tile, margin)
+
+
+def reconstruct(
+    functions: serving.ServingFunctions, images: np.ndarray, tiling: Tiling | None
+) -> np.ndarray:
+    """The model's output for (N, H, W) images: small ones a few per call, one larger than a
+    window in tiles (`tiling`; None for the dense models, which take 28x28 only)."""
+    height, width = images.shape[1:]
+    if tiling is not None and max(height, width) > tiling.tile + 2 * tiling.margin:
+        output = np.empty_like(images)
+        for image, result in zip(images, output):
+            _reconstruct_tiled(functions, image, tiling, result)
+        return output
+    per_call = max(1, PIXELS_PER_CALL // (height * width))
     parts = [
         functions.reconstruct(images[start : start + per_call])["image"].numpy()
         for start in range(0, len(images), per_call)
     ]
     return np.concatenate(parts)
+
+
+def _reconstruct_tiled(functions, image: np.ndarray, tiling: Tiling, output: np.ndarray) -> None:
+    """One (H, W) image into `output`, tile by tile. A window starts at a multiple of the
+    alignment and ends at one or at the image's edge, which `reconstruct` pads as it pads
+    the whole image."""
+    height, width = image.shape
+    tile, margin = tiling
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(height, top + tile), min(width, left + tile)
+            y0, x0 = max(0, top - margin), max(0, left - margin)
+            y1, x1 = min(height, bottom + margin), min(width, right + margin)
+            window = functions.reconstruct(image[np.newaxis, y0:y1, x0:x1])["image"].numpy()
+            output[top:bottom, left:right] = window[
+                0, top - y0 : bottom - y0, left - x0 : right - x0
+            ]
 
 
 def _result_path(output_dir: pathlib.Path, source: pathlib.Path) -> pathlib.Path:
@@ -124,6 +268,8 @@ def apply_to_files(
         nets = checkpoints.load_best_model(config, workdir, weights=weights)
         _prepare_output_dir(output_dir)
         functions = serving.ServingFunctions(nets, config.model)
+        flat = len(models.input_shape(config)) == 1  # flat vectors: 28x28 images only
+        tiling = None if flat else tiling_for(nets.autoencoder)
         written = {}  # output path -> the input it came from
         input_files = {source.resolve() for source in sources}
         for source in sources:
@@ -132,12 +278,12 @@ def apply_to_files(
                 _check_target(target, written, input_files)
                 images = image_files.read_images(source)
                 height, width = images.pixels.shape[1:]
-                if config.model in models.FLAT_MODELS and (height, width) != (28, 28):
+                if flat and (height, width) != (28, 28):
                     raise image_files.FileProblem(
                         f"{height}x{width} pixels; the dense model takes exactly 28x28"
                         " (resize the image first)"
                     )
-                results = _reconstruct(functions, images.pixels)
+                results = reconstruct(functions, images.pixels, tiling)
                 image_files.write_like(target, results, images)
             except image_files.FileProblem as problem:
                 yield Outcome(source, None, str(problem))

@@ -5,7 +5,8 @@ Two kinds of file, told apart by the suffix:
 - Pictures, `.png`, `.jpg`, `.jpeg` (the content must be PNG or JPEG): one image each. Colour
   becomes grey by luminance, Pillow's ITU-R 601-2 luma L = 0.299 R + 0.587 G + 0.114 B;
   transparency is ignored; 8-bit values are divided by 255, 16-bit greyscale PNG by 65535.
-  Results are written as 8-bit greyscale PNG.
+  Results are written as 8-bit greyscale PNG. A picture of more pixels than Pillow opens
+  (`PIL.Image.MAX_IMAGE_PIXELS`, its guard against decompression bombs) is refused.
 - Arrays, `.npy`: one image of shape (H, W) or a stack (N, H, W); uint8 is read as 0..255,
   float as 0..1 (values outside [0, 1] are refused rather than guessed at). Results are written
   as float32 in [0, 1] with the input's shape.
@@ -17,6 +18,7 @@ caller reports it and goes on with the next file.
 import io
 import pathlib
 import struct
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -68,15 +70,26 @@ def read_images(path: pathlib.Path) -> Images:
 
 def _read_picture(path: pathlib.Path) -> np.ndarray:
     try:
-        with Image.open(path, formats=["PNG", "JPEG"]) as picture:
-            picture.load()  # decode now, so a truncated file fails here
-            if picture.mode in SIXTEEN_BIT_MODES:
-                return np.asarray(picture, dtype=np.float32) / 65535.0
-            return np.asarray(picture.convert("L"), dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            # Pillow only warns up to twice its limit; such an image is refused all the same.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=["PNG", "JPEG"]) as picture:
+                picture.load()  # decode now, so a truncated file fails here
+                if picture.mode in SIXTEEN_BIT_MODES:
+                    pixels, scale = np.array(picture, dtype=np.float32), 65535.0
+                else:
+                    pixels, scale = np.array(picture.convert("L"), dtype=np.float32), 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FileProblem(
+            f"more than the {Image.MAX_IMAGE_PIXELS:,} pixels Pillow opens"
+            " (PIL.Image.MAX_IMAGE_PIXELS); cut it into smaller images"
+        ) from None
     except UnidentifiedImageError:
         raise FileProblem("not a PNG or JPEG image") from None
-    except (OSError, SyntaxError, ValueError, struct.error, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise FileProblem(f"cannot decode the image: {e}") from None
+    pixels /= scale  # in place: a large scan's float copy is the biggest array here
+    return pixels
 
 
 def _read_array(path: pathlib.Path) -> np.ndarray:
@@ -117,7 +130,9 @@ def write_like(target: pathlib.Path, results: np.ndarray, source: Images) -> Non
     if source.from_array:
         np.save(buffer, (results if source.stacked else results[0]).astype(np.float32))
     else:
-        pixels = np.round(np.clip(results[0], 0.0, 1.0) * 255.0).astype(np.uint8)
+        pixels = np.clip(results[0], 0.0, 1.0)  # one float copy, scaled and rounded in place
+        pixels *= 255.0
+        pixels = np.round(pixels, out=pixels).astype(np.uint8)
         Image.fromarray(pixels).save(buffer, format="PNG")
     try:
         workdir_lib.atomic_write_bytes(target, buffer.getvalue())

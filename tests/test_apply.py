@@ -1,12 +1,20 @@
-"""`apply_to_files` and `image_files`: a trained model on the user's PNG, JPEG and .npy files."""
+"""`apply_to_files` and `image_files`: a trained model on the user's PNG, JPEG and .npy files;
+large images in tiles, with the model's receptive field as their overlap."""
 
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 from trained_runs import trained_run
 
 from autoenc import apply as apply_lib
-from autoenc import checkpoints, image_files, serving
+from autoenc import checkpoints, image_files, models, serving
+from autoenc import config as config_lib
 from autoenc.errors import UsageError, UserError
 
 
@@ -123,3 +131,95 @@ def test_unusable_output_dir_fails_before_any_file(tiny_data, tmp_path_factory, 
         apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], tmp_path / "a-file")
     with pytest.raises(UserError, match="is not writable"):
         apply_all("conv", tiny_data, tmp_path_factory, [tmp_path], "/proc/autoenc-out")
+
+
+# Tiles differ from the whole image by float rounding only (at most 1.2e-7 seen, outputs in [0, 1]).
+TILING_TOLERANCE = 1e-6
+# Runs a command and prints its peak RSS in KiB: that of the command alone, whatever else the
+# test process ran before.
+PEAK_RSS_OF_CHILD = (
+    "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]);"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)"
+)
+
+
+def fresh_model(config_name):
+    """A config's model with seeded random weights, and its serving functions."""
+    config = config_lib.load_config(config_name)
+    keras.utils.set_random_seed(0)
+    nets = models.build(config)
+    return nets.autoencoder, serving.ServingFunctions(nets, config.model)
+
+
+def keras_layers_model():
+    """Keras' own spatial layers, a skip and a dilation, in one small model."""
+    image = keras.Input(shape=(None, None, 1))
+    full = keras.layers.Conv2D(4, 5, padding="same", activation="relu")(image)
+    half = keras.layers.MaxPooling2D(2)(full)
+    half = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=2, activation="relu")(half)
+    joined = keras.layers.Concatenate()([keras.layers.UpSampling2D(2)(half), full])
+    model = keras.Model(image, keras.layers.Conv2D(1, 3, padding="same")(joined))
+    return model, SimpleNamespace(reconstruct=lambda x: {"image": model(x[..., None])[..., 0]})
+
+
+@pytest.mark.parametrize(
+    "name, radius, alignment",
+    [("conv_denoise", 13, 4), ("unet_denoise", 24, 4), ("keras_layers", 8, 2)],
+)
+def test_the_receptive_field_suffices_and_is_close(name, radius, alignment):
+    model, functions = keras_layers_model() if name == "keras_layers" else fresh_model(name)
+    assert apply_lib.receptive_field(model) == (radius, alignment)
+    rng = np.random.default_rng(0)
+    image = rng.uniform(size=(1, 96, 96)).astype(np.float32)
+    far = (100 * rng.uniform(size=image.shape)).astype(np.float32)  # large, so a leak shows
+    block = np.s_[0, 44:48, 44:48]  # output pixels of every alignment to the poolings
+    expected = functions.reconstruct(image)["image"].numpy()[block]
+
+    def far_pixels_replaced(kept):
+        mixed = far.copy()
+        window = np.s_[:, 44 - kept : 48 + kept, 44 - kept : 48 + kept]
+        mixed[window] = image[window]
+        return functions.reconstruct(mixed)["image"].numpy()[block]
+
+    np.testing.assert_allclose(far_pixels_replaced(radius), expected, rtol=0, atol=1e-5)
+    assert np.abs(far_pixels_replaced(radius - 3) - expected).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["conv_denoise", "unet_denoise"])
+def test_tiles_give_the_untiled_output(name):
+    model, functions = fresh_model(name)
+    tiling = apply_lib.tiling_for(model, tile=32)
+    images = np.random.default_rng(1).uniform(size=(2, 203, 157)).astype(np.float32)
+    whole = functions.reconstruct(images)["image"].numpy()
+    tiled = apply_lib.reconstruct(functions, images, tiling)
+    assert np.abs(tiled - whole).max() <= TILING_TOLERANCE
+    too_narrow = apply_lib.reconstruct(functions, images, apply_lib.Tiling(32, 4))
+    assert np.abs(too_narrow - whole).max() > 1e-4
+
+
+def test_a_12_megapixel_image_stays_under_2_gb(tiny_data, tmp_path_factory, tmp_path):
+    _, workdir, _ = trained_run("conv", tiny_data, tmp_path_factory)
+    rows, columns = np.mgrid[:3000, :4000]
+    Image.fromarray(((rows + columns) % 256).astype(np.uint8)).save(tmp_path / "scan.png")
+    launch = [sys.executable, str(ROOT / "launch.py"), "--mode=apply", f"--workdir={workdir}"]
+    launch += [f"--inputs={tmp_path / 'scan.png'}", f"--output_dir={tmp_path / 'out'}"]
+    measured = [sys.executable, "-c", PEAK_RSS_OF_CHILD, *launch]
+    result = subprocess.run(measured, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(tmp_path / "out" / "scan.png").size == (4000, 3000)
+    peak_kib = int(result.stdout.split()[-1])
+    assert peak_kib <= 2 * 1024 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_a_picture_beyond_pillows_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for side in (30, 40, 50):  # within the limit, within twice it (Pillow warns), beyond
+        Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / f"{side}.png")
+    assert image_files.read_images(tmp_path / "30.png").pixels.shape == (1, 30, 30)
+    for side in (40, 50):
+        with pytest.raises(image_files.FileProblem) as refusal:
+            image_files.read_images(tmp_path / f"{side}.png")
+        assert str(refusal.value) == (
+            "more than the 1,000 pixels Pillow opens (PIL.Image.MAX_IMAGE_PIXELS);"
+            " cut it into smaller images"
+        )
