@@ -31,7 +31,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 NUMBER_BOUNDS = {
     "noise_factor": Bounds(0.0),
     "noise_factor_max": Bounds(0.0),
-    "epochs": Bounds(1),
+    "epochs": Bounds(1, 1_000_000),  # the loop plans its epochs up front: keep that list small
     "batch_size": Bounds(1),
     "train_examples": Bounds(0),
     "seed": Bounds(0, 2**32 - 1),  # numpy's seed range (keras.utils.set_random_seed)

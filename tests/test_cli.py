@@ -40,6 +40,14 @@ def test_bad_values(override, message):
     assert_one_line_error(launch("--config=conv_denoise", override), 2, message)
 
 
+def test_a_huge_number_of_epochs_is_refused_before_anything_is_planned(tmp_path):
+    workdir = tmp_path / "run"
+    epochs = "--config.epochs=2000000000"  # the loop would plan every epoch up front
+    result = run_launch("--config=dense_compress", f"--workdir={workdir}", epochs, timeout=120)
+    assert_one_line_error(result, 2, f"{epochs}: must be at most 1000000")
+    assert not workdir.exists()
+
+
 @pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs apt-get install dataset-fashion-mnist")
 def test_conv_denoise_on_real_data_then_bad_data_leaves_it_intact(tmp_path):
     workdir = tmp_path / "run"
