@@ -21,7 +21,7 @@ from autoenc import config as config_lib
 
 TEST_METRICS = ("bce", "mse", "psnr", "ssim")
 # Ends the names of the event files `write_hparams` writes, so it replaces only its own files.
-HPARAMS_SUFFIX = "-hparams.v2"
+HPARAMS_SUFFIX = ".hparams"  # in place of the usual ".v2", after the writer's pid and counter
 
 
 def image_grid(rows: list[np.ndarray]) -> np.ndarray:

@@ -67,6 +67,7 @@ def test_rewriting_hparams_leaves_the_users_event_files_alone(tmp_path):
     assert mine.read_bytes() == content
     ours = list(tmp_path.glob(f"events.out.tfevents.*{summaries.HPARAMS_SUFFIX}"))
     assert len(ours) == 1 and len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
+    assert ours[0].name.split(".")[-3] == str(os.getpid())  # where tools read a writer's pid
 
 
 def test_readers_share_the_lock_and_training_excludes_them_both_ways(tmp_path):
