@@ -1,33 +1,126 @@
-"""End-of-epoch decisions for the custom training loop: early stopping and best-checkpoint choice.
+"""The stopping rules of the training loop: early stopping and the choice of best checkpoint.
 
-This module owns the pure-Python bookkeeping that `keras.callbacks.EarlyStopping` and
-`keras.callbacks.ModelCheckpoint(save_best_only=True)` perform, so our own loop can make the same
-decisions without a `keras.Model` attached (the comparisons they share are in `autoenc.monitor`). It
-mirrors the semantics of the installed Keras 3.15 (TensorFlow backend) exactly, including its
-quirks: comparisons run in the dtype TensorFlow would give the operands (a Python float is compared
-as float32), 'auto' mode only knows `loss` unless metric directions are supplied, and a NaN can
-become the best value. It does no file I/O and touches no weights; it only says which epoch to stop
-at, save at and restore, and it can persist that state in a checkpoint as strict JSON.
+`EarlyStopping` and `BestCheckpoint` make the decisions that Keras 3.15's
+`keras.callbacks.EarlyStopping` and `keras.callbacks.ModelCheckpoint(save_best_only=True)` make on
+the same logs (when to stop, which epochs to save as best, which epoch's weights a run ends with),
+without a model: they do no I/O and touch no weights. A monitored value is read as `float(value)`,
+as `fit` hands it to its callbacks, and compared as a Python float where Keras compares float32
+tensors: values only float64 tells apart tie in Keras, not here. The state is plain JSON.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from autoenc.errors import UserError
-from autoenc.monitor import MonitorDecision, decode_number, encode_number, read_int
+
+# How `state_dict` spells a non-finite float, so that the state is strict JSON.
+_NON_FINITE = ("nan", "inf", "-inf")
 
 
-class EarlyStopping(MonitorDecision):
-    """Decide when to stop training and which epoch's weights to restore.
+def _direction(owner: str, monitor: str, mode: str, metric_directions: Mapping | None) -> str:
+    """Return 'min' or 'max' as Keras' `MonitorCallback` picks it.
 
-    Mirrors `keras.callbacks.EarlyStopping` in Keras 3.15. A fresh instance is in the state Keras
-    has right after `on_train_begin`. `wait`, `best`, `best_epoch` and `stopped_epoch` mean what
-    they mean in Keras; `best_weights_epoch` is the epoch whose weights Keras would hold in
-    `best_weights` (None while it holds none).
+    In 'auto' mode Keras minimises a monitor named `loss` (after dropping `val_`) and otherwise
+    follows the `_direction` ('up' or 'down') of the compiled metric of that name, which
+    `metric_directions` stands in for; Keras 3 has no 'acc' substring rule.
     """
+    if mode not in ("auto", "min", "max"):
+        warnings.warn(f"{owner} mode '{mode}' is unknown, fallback to auto mode.", stacklevel=4)
+        mode = "auto"
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    # A compiled metric's direction wins over the name rule, as in Keras.
+    direction = (metric_directions or {}).get(name, "down" if name == "loss" else None)
+    if direction not in ("up", "down"):
+        raise ValueError(
+            f"{owner} received monitor={monitor!r}, but cannot determine whether that metric "
+            "should be maximized or minimized. Pass mode='max' or mode='min', or give its "
+            "direction ('up' or 'down') in metric_directions."
+        )
+    return "max" if direction == "up" else "min"
+
+
+def _monitored(logs: Mapping | None, monitor: str, missing: str) -> float | None:
+    """Return `logs[monitor]` as a float, or None after warning `missing` when it is absent."""
+    value = (logs or {}).get(monitor)
+    if value is None:
+        warnings.warn(missing.format(available=",".join(logs or {})), stacklevel=3)
+        return None
+    return float(value)
+
+
+def _to_json(value: float | None) -> float | str | None:
+    return value if value is None or math.isfinite(value) else str(value)  # 'nan', 'inf', '-inf'
+
+
+def _load(state: Mapping, key: str, kind: type, optional: bool = False) -> Any:
+    """Return `state[key]` as `kind` (or None if `optional`); raise UserError if it is not one."""
+    if key not in state:
+        raise UserError(f"corrupt stopping-rule state in the checkpoint: no {key!r}")
+    value = state[key]
+    if isinstance(value, Mapping) and kind is float:
+        # A checkpoint may hold the typed form {"type": ..., "value": ...}; same number.
+        value = value.get("value")
+    if value is None and optional:
+        return None
+    if kind is float and (
+        value in _NON_FINITE if isinstance(value, str) else type(value) in (int, float)
+    ):
+        return float(value)
+    if kind is int and type(value) is int:
+        return value
+    raise UserError(f"corrupt stopping-rule state in the checkpoint: {key}={value!r}")
+
+
+class _Monitor:
+    """What both rules share with Keras' `MonitorCallback`: the direction and `min_delta`."""
+
+    # The state saved with the loop's checkpoint: attribute -> (type, whether it may be None).
+    _STATE: dict[str, tuple[type, bool]] = {}
+
+    def __init__(self, monitor: str, mode: str, min_delta: float, directions: Mapping | None):
+        self.monitor = monitor
+        self.direction = _direction(type(self).__name__, monitor, mode, directions)
+        # Keras keeps |min_delta|, subtracted towards 'better': its sign is ignored.
+        self.min_delta = abs(min_delta) if self.direction == "max" else -abs(min_delta)
+
+    def _is_improvement(self, value: float, reference: float | None) -> bool:
+        # Anything beats None, NaN included; nothing then beats a NaN best (as in Keras).
+        if reference is None:
+            return True
+        shifted = value - self.min_delta
+        return shifted > reference if self.direction == "max" else shifted < reference
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the state `load_state_dict` restores, as strict JSON."""
+        return {key: _to_json(getattr(self, key)) for key in self._STATE}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore `state_dict`'s values; the configuration comes from the constructor.
+
+        Raises:
+            UserError: A value is missing or of the wrong kind (nothing is then changed).
+        """
+        loaded = {key: _load(state, key, *kind) for key, kind in self._STATE.items()}
+        for key, value in loaded.items():
+            setattr(self, key, value)
+
+
+class EarlyStopping(_Monitor):
+    """When to stop training and which epoch's weights to end with: `keras.callbacks.EarlyStopping`.
+
+    A fresh instance is in Keras' state after `on_train_begin`; `wait`, `best`, `best_epoch` and
+    `stopped_epoch` mean what they mean there.
+    """
+
+    _STATE = dict(
+        wait=(int, False), best=(float, True), best_epoch=(int, False), stopped_epoch=(int, False)
+    )
 
     def __init__(
         self,
@@ -41,142 +134,82 @@ class EarlyStopping(MonitorDecision):
         *,
         metric_directions: Mapping[str, str] | None = None,
     ) -> None:
-        """Configure the stopping rule.
+        """Configure the rule, with Keras' arguments.
 
         Args:
-            monitor: Key of the value in `logs` to watch.
+            monitor: Key of the value in the logs to watch.
             min_delta: Smallest change that counts as an improvement; its sign is ignored.
             patience: Epochs without improvement before stopping.
             mode: 'min', 'max' or 'auto'; an unknown mode warns and falls back to 'auto'.
-            baseline: A value to beat; until it is beaten, improvements do not reset `wait`.
-            restore_best_weights: Whether the best epoch's weights are restored at the end.
-            start_from_epoch: Epochs (0-based indices below this) that are not monitored.
-            metric_directions: Maps a metric name (without `val_`) to 'up' or 'down', standing
-                in for the `_direction` of the compiled metrics Keras consults in 'auto' mode.
+            baseline: Until an epoch beats it, improvements do not reset `wait`.
+            restore_best_weights: End with the best epoch's weights rather than the last's.
+            start_from_epoch: Epochs with a 0-based index below this are not monitored.
+            metric_directions: Maps a metric name (without `val_`) to 'up' or 'down', as the
+                compiled metrics Keras consults in 'auto' mode.
 
         Raises:
-            ValueError: In 'auto' mode the direction of `monitor` cannot be determined.
+            ValueError: In 'auto' mode the direction of `monitor` is unknown.
         """
         super().__init__(monitor, mode, min_delta, metric_directions)
         self.patience = patience
-        self.baseline = baseline
+        self.baseline = None if baseline is None else float(baseline)
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
         self.wait = 0
         self.stopped_epoch = 0
-        self.best: Any = None
-        # Keras initialises best_epoch to 0, not None, in on_train_begin.
+        self.best: float | None = None
+        # Keras starts it at 0, not None, so it reads 0 until an epoch is monitored.
         self.best_epoch = 0
-        self.best_weights_epoch: int | None = None
 
     def update(self, epoch: int, logs: Mapping[str, Any] | None) -> bool:
-        """Record one finished epoch, as `EarlyStopping.on_epoch_end` does.
+        """Record a finished epoch as Keras' `on_epoch_end` does.
 
         Args:
-            epoch: The 0-based index of the epoch that just ended.
-            logs: The epoch's metrics; a missing (or None) monitor warns and changes nothing.
+            epoch: The 0-based index of the epoch.
+            logs: Its values; a missing monitor warns (even while warming up), changes nothing.
 
         Returns:
-            True if Keras would set `model.stop_training` at this epoch.
+            True when Keras would set `stop_training`; `stopped_epoch` is then this epoch (never
+            0: the first monitored epoch always improves on None).
         """
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            # Keras warns even during the warm-up epochs, so check this first.
-            warnings.warn(
-                f"Early stopping conditioned on metric `{self.monitor}` which is not "
-                f"available. Available metrics are: {','.join(logs or {})}",
-                stacklevel=2,
-            )
+        missing = (
+            f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+            "Available metrics are: {available}"
+        )
+        current = _monitored(logs, self.monitor, missing)
+        if current is None or epoch < self.start_from_epoch:
             return False
-        if epoch < self.start_from_epoch:
-            return False
-        if self.restore_best_weights and self.best_weights_epoch is None:
-            # Keras snapshots the first monitored epoch unconditionally.
-            self.best_weights_epoch = epoch
-            self.best_epoch = epoch
-
-        # Counted before the comparison, so an improvement that does not beat the baseline
-        # still uses up patience.
+        # Counted before comparing: an improvement short of the baseline still uses patience.
         self.wait += 1
         if self._is_improvement(current, self.best):
-            self.best = current
-            self.best_epoch = epoch
-            if self.restore_best_weights:
-                self.best_weights_epoch = epoch
+            self.best, self.best_epoch = current, epoch
             if self.baseline is None or self._is_improvement(current, self.baseline):
                 self.wait = 0
-            # An improving epoch never stops training, even with patience used up.
-            return False
-
-        if self.wait >= self.patience and epoch > 0:
+            return False  # an improving epoch never stops, whatever the wait
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             return True
         return False
 
     def restored_epoch(self) -> int | None:
-        """Return the epoch whose weights Keras' `on_train_end` would restore.
+        """Return the epoch whose weights Keras' `fit` ends with, or None for the last epoch's.
 
-        Keras restores whenever `restore_best_weights` is set and it holds a snapshot, whether
-        or not training stopped early; it holds none only if no epoch was ever monitored.
-
-        Returns:
-            The epoch index, or None if the final weights are kept.
+        With `restore_best_weights`, `on_train_end` restores the best epoch's weights whether or
+        not training stopped early; it has none to restore if no epoch was monitored.
         """
-        if not self.restore_best_weights:
-            return None
-        return self.best_weights_epoch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the mutable state as a strict-JSON-serialisable dict.
-
-        `best` is stored as `{"type": ..., "value": ...}`: the type ('float', 'int', 'bool', or a
-        numpy dtype such as 'numpy.float64') decides how later comparisons are made, and non-finite
-        floats are spelled "nan", "inf" or "-inf", so `json.dumps(..., allow_nan=False)` works.
-
-        Returns:
-            A dict for `load_state_dict`.
-        """
-        return {
-            "wait": self.wait,
-            "best": encode_number(self.best),
-            "best_epoch": self.best_epoch,
-            "stopped_epoch": self.stopped_epoch,
-            "best_weights_epoch": self.best_weights_epoch,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore state saved by `state_dict`, e.g. after a JSON round trip.
-
-        The configuration (monitor, mode, patience, ...) comes from the constructor, not from
-        `state`, and should match the run that saved it.
-
-        Args:
-            state: A dict produced by `state_dict`.
-
-        Raises:
-            UserError: `state` is missing a key or holds a value of the wrong kind.
-        """
-        if "best" not in state:
-            raise UserError("Corrupt callback state: missing 'best'.")
-        wait = read_int(state, "wait")
-        best_epoch = read_int(state, "best_epoch")
-        stopped_epoch = read_int(state, "stopped_epoch")
-        best_weights_epoch = read_int(state, "best_weights_epoch", optional=True)
-        best = decode_number(state["best"])
-        self.wait = wait
-        self.best = best
-        self.best_epoch = best_epoch
-        self.stopped_epoch = stopped_epoch
-        self.best_weights_epoch = best_weights_epoch
+        if self.restore_best_weights and self.best is not None:
+            return self.best_epoch
+        return None
 
 
-class BestCheckpoint(MonitorDecision):
-    """Decide at which epochs to save a best-so-far checkpoint.
+class BestCheckpoint(_Monitor):
+    """Which epochs to save as best: `keras.callbacks.ModelCheckpoint(save_best_only=True)`.
 
-    Mirrors the decision of `keras.callbacks.ModelCheckpoint(save_best_only=True)` in Keras
-    3.15, split in two so a failed save records nothing: call `is_improvement`, save, then
-    `commit`. (Keras records the new best before it saves.)
+    Keras records a new best before saving; here `is_improvement` decides, the caller saves, and
+    `commit` records it, so a failed save records nothing. Improvement is strict.
     """
+
+    _STATE = dict(best=(float, True), best_epoch=(int, True))
 
     def __init__(
         self,
@@ -186,101 +219,32 @@ class BestCheckpoint(MonitorDecision):
         *,
         metric_directions: Mapping[str, str] | None = None,
     ) -> None:
-        """Configure the rule.
-
-        Args:
-            monitor: Key of the value in `logs` to watch.
-            mode: 'min', 'max' or 'auto'; an unknown mode warns and falls back to 'auto'.
-            initial_value_threshold: Starting `best`; nothing is saved until it is beaten.
-            metric_directions: As for `EarlyStopping`.
-
-        Raises:
-            ValueError: In 'auto' mode the direction of `monitor` cannot be determined.
-        """
-        super().__init__(monitor, mode, 0, metric_directions)
-        self.best: Any = initial_value_threshold
+        """Configure the rule with Keras' arguments; `metric_directions` and errors as for
+        `EarlyStopping`."""
+        super().__init__(monitor, mode, 0.0, metric_directions)
+        self.best = None if initial_value_threshold is None else float(initial_value_threshold)
         self.best_epoch: int | None = None
 
-    def _current(self, logs: Mapping[str, Any] | None, *, warn: bool) -> Any:
-        """Return the monitored value, or None when Keras would save without comparing."""
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            if warn:
-                warnings.warn(
-                    f"Can save best model only with {self.monitor} available.", stacklevel=3
-                )
-            return None
-        if hasattr(current, "shape") and len(current.shape) > 0:
-            if warn:
-                warnings.warn(
-                    f"Can save best model only when `monitor` is a scalar value. Received: "
-                    f"{current}. Falling back to `save_best_only=False`.",
-                    stacklevel=3,
-                )
-            return None
-        return current
-
     def is_improvement(self, logs: Mapping[str, Any] | None) -> bool:
-        """Return whether Keras would save a checkpoint for these logs; changes no state.
+        """Return whether Keras would save for these logs; changes nothing.
 
-        Keras also saves, after a warning, when the monitor is missing or not a scalar: it
-        falls back to saving every epoch rather than skipping. That is mirrored here.
-
-        Args:
-            logs: The epoch's metrics.
-
-        Returns:
-            True if a checkpoint should be saved now.
+        A missing monitor warns and saves, as Keras falls back to saving every epoch.
         """
-        current = self._current(logs, warn=True)
-        if current is None:
-            return True
-        return self._is_improvement(current, self.best)
+        missing = f"Can save best model only with {self.monitor} available."
+        current = _monitored(logs, self.monitor, missing)
+        return current is None or self._is_improvement(current, self.best)
 
     def commit(self, epoch: int, logs: Mapping[str, Any] | None) -> None:
-        """Record the epoch's value as the new best once its checkpoint has been saved.
+        """Record the epoch's value as the best once its checkpoint is saved.
 
-        When the monitor is missing or not a scalar, the save Keras makes is not a best and
-        nothing is recorded.
-
-        Args:
-            epoch: The 0-based index of the epoch that was saved.
-            logs: The same metrics that were passed to `is_improvement`.
+        A save made because the monitor was missing is not a best, and records nothing.
 
         Raises:
-            ValueError: The logged value is not an improvement, so nothing should have been
-                saved as a best.
+            ValueError: The value is no improvement, so nothing should have been saved.
         """
-        current = self._current(logs, warn=False)
-        if current is None:
+        if (logs or {}).get(self.monitor) is None:
             return
+        current = float(logs[self.monitor])
         if not self._is_improvement(current, self.best):
-            raise ValueError(
-                f"Epoch {epoch}: {self.monitor}={current} is not an improvement on {self.best}."
-            )
-        self.best = current
-        self.best_epoch = epoch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the state as a strict-JSON-serialisable dict (`best` encoded as for
-        `EarlyStopping.state_dict`).
-
-        Returns:
-            A dict for `load_state_dict`.
-        """
-        return {"best": encode_number(self.best), "best_epoch": self.best_epoch}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore state saved by `state_dict`.
-
-        Args:
-            state: A dict produced by `state_dict`.
-
-        Raises:
-            UserError: `state` is missing a key or holds a value of the wrong kind.
-        """
-        if "best" not in state:
-            raise UserError("Corrupt callback state: missing 'best'.")
-        best_epoch = read_int(state, "best_epoch", optional=True)
-        self.best = decode_number(state["best"])
-        self.best_epoch = best_epoch
+            raise ValueError(f"epoch {epoch}: {self.monitor}={current} does not beat {self.best}")
+        self.best, self.best_epoch = current, epoch
