@@ -27,6 +27,8 @@ from absl import app, flags
 
 from autoenc.command_line import (
     configure_process,
+    expand_user,
+    expand_user_paths,
     fail,
     quiet_native_stderr,
     resolve_config,
@@ -84,9 +86,10 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
     from autoenc.errors import UserError
 
     try:
-        config, name = resolve_config(FLAGS.config, FLAGS.mode, FLAGS.workdir, overrides)
+        workdir = expand_user(FLAGS.workdir)
+        config, name = resolve_config(FLAGS.config, FLAGS.mode, workdir, overrides)
         config_lib.validate(config, num_train_images=data.TRAIN_COUNT)
-        workdir = FLAGS.workdir or os.path.join("runs", name)
+        workdir = workdir or os.path.join("runs", name)
         if FLAGS.mode == "train":
             workdir_lib.check_run_dir(workdir)  # before anything, even the lock, lands in it
 
@@ -96,6 +99,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         if FLAGS.cpu_devices:
             distribute.configure_cpu_devices(FLAGS.cpu_devices)
         options = {flag: FLAGS[flag].value for names in modes.MODE_FLAGS.values() for flag in names}
+        options = expand_user_paths(options)
         modes.run(FLAGS.mode, config, workdir, strategy_name=FLAGS.strategy, options=options)
     except UserError as e:
         if FLAGS.debug:

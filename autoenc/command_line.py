@@ -10,6 +10,7 @@ import os
 import sys
 
 OVERRIDE_PREFIX = "--config."
+PATH_FLAGS = ("export_dir", "inputs", "output_dir")  # mode flags that name files or directories
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -31,6 +32,24 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     return rest, overrides
 
 
+def expand_user(path: str | None) -> str | None:
+    """`~` and `~user` at the start of a path flag mean a home directory, as in a shell (which
+    does not expand them after `--flag=`)."""
+    return os.path.expanduser(path) if path else path
+
+
+def expand_user_paths(options: dict) -> dict:
+    """The mode flags with `expand_user` applied to the ones that name paths."""
+    expanded = dict(options)
+    for flag in PATH_FLAGS:
+        value = options.get(flag)
+        if isinstance(value, list):
+            expanded[flag] = [expand_user(item) for item in value]
+        elif isinstance(value, str):
+            expanded[flag] = expand_user(value)
+    return expanded
+
+
 def resolve_config(config_flag: str | None, mode: str, workdir: str | None, overrides: dict):
     """The config to use and the name that makes the default workdir: `--config` with the
     overrides applied, or, for a mode that uses a trained run, the run's own config.json.
@@ -42,7 +61,7 @@ def resolve_config(config_flag: str | None, mode: str, workdir: str | None, over
     from autoenc.errors import UsageError
 
     if config_flag:
-        config = config_lib.load_config(config_flag)
+        config = config_lib.load_config(expand_user(config_flag))
         name = os.path.splitext(os.path.basename(config_flag))[0]
     elif mode == "train":
         raise UsageError("--config=NAME is required to train (e.g. --config=conv_denoise)")

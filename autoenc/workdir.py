@@ -191,6 +191,7 @@ def prepare(workdir) -> pathlib.Path:
     path = pathlib.Path(workdir)
     if path.exists() and not path.is_dir():
         raise UsageError(f"--workdir={workdir} is a file, not a directory")
+    _check_no_dangling_link(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test")
@@ -225,6 +226,17 @@ def check_run_dir(workdir) -> None:
             raise UsageError(
                 f"--workdir={workdir} holds {name} but no run (no config.json); pass a new"
                 " or empty directory, or the workdir of a run"
+            )
+
+
+def _check_no_dangling_link(path: pathlib.Path) -> None:
+    """Names a symbolic link on the way to `path` whose target is missing (mkdir would only
+    say "File exists")."""
+    for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            raise UsageError(
+                f"--workdir={path}: {part} is a dangling symbolic link to {os.readlink(part)};"
+                " create its target or pass another directory"
             )
 
 

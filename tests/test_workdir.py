@@ -5,12 +5,14 @@ filesystems without `flock`."""
 import errno
 import fcntl
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
-from conftest import launch
+from conftest import ROOT, launch
 
-from autoenc import summaries
+from autoenc import command_line, summaries
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 from configs import dense_compress
@@ -100,3 +102,47 @@ def test_a_filesystem_without_flock_names_the_variable_that_goes_on_without(
     with workdir_lib.WorkdirLock(tmp_path, shared=shared):
         entered = True
     assert entered
+
+
+def launch_at_home(home, *args):
+    """launch.py with HOME=home, so that `~` means that directory."""
+    env = {**os.environ, "HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), *args],
+        capture_output=True, text=True, timeout=300, cwd=home, env=env,
+    )  # fmt: skip
+
+
+def test_a_tilde_in_a_path_flag_means_the_home_directory(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("")
+    result = launch_at_home(tmp_path, "--config=dense_compress", "--workdir=~/notes")
+    assert_one_line_error(result, 2, f"--workdir={tmp_path}/notes holds mine.txt")
+    result = launch_at_home(tmp_path, "--mode=eval", "--workdir=~/missing")
+    assert_one_line_error(result, 2, f"{tmp_path}/missing/config.json does not exist")
+    (tmp_path / "short.py").write_text(
+        "from configs import dense_compress\n\n\ndef get_config():\n"
+        "    config = dense_compress.get_config()\n    config.epochs = 0\n    return config\n"
+    )
+    result = launch_at_home(tmp_path, "--config=~/short.py", "--workdir=~/run")
+    assert_one_line_error(result, 2, "--config.epochs=0: must be at least 1")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes", "short.py"]
+
+
+def test_mode_flags_that_name_paths_are_expanded(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/someone")
+    options = {"export_dir": "~/model", "inputs": ["~/a.png", "b/"], "output_dir": None}
+    assert command_line.expand_user_paths(options) == {
+        "export_dir": "/home/someone/model",
+        "inputs": ["/home/someone/a.png", "b/"],
+        "output_dir": None,
+    }
+
+
+@pytest.mark.parametrize("below", ["", "run"])
+def test_a_dangling_link_as_workdir_is_named_with_its_target(tmp_path, below):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(UsageError, match=rf"{link} is a dangling symbolic link to {tmp_path}/gone"):
+        workdir_lib.prepare(link / below)
+    assert not (tmp_path / "gone").exists()
