@@ -268,7 +268,7 @@ def apply_to_files(
         nets = checkpoints.load_best_model(config, workdir, weights=weights)
         _prepare_output_dir(output_dir)
         functions = serving.ServingFunctions(nets, config.model)
-        flat = len(models.input_shape(config)) == 1  # flat vectors: 28x28 images only
+        flat = models.spec(config).flat  # flat vectors: 28x28 images only
         tiling = None if flat else tiling_for(nets.autoencoder)
         written = {}  # output path -> the input it came from
         input_files = {source.resolve() for source in sources}
@@ -280,7 +280,7 @@ def apply_to_files(
                 height, width = images.pixels.shape[1:]
                 if flat and (height, width) != (28, 28):
                     raise image_files.FileProblem(
-                        f"{height}x{width} pixels; the dense model takes exactly 28x28"
+                        f"{height}x{width} pixels; the {config.model} model takes exactly 28x28"
                         " (resize the image first)"
                     )
                 results = reconstruct(functions, images.pixels, tiling)

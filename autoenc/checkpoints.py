@@ -12,7 +12,6 @@ import pathlib
 
 import tensorflow as tf
 
-from autoenc import config as config_lib
 from autoenc import models
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
@@ -25,7 +24,7 @@ TEST_NOISE_FIELDS = ("noise_factor", "seed", "batch_size")
 
 def model_fields(config) -> tuple[str, ...]:
     """The config fields that decide the weights' shapes: the model and its own fields."""
-    return ("model", *config_lib.MODEL_FIELDS.get(config.model, ()))
+    return ("model", *models.spec(config).fields)
 
 
 def best_checkpoint_path(workdir, weights: str = "best") -> str:

@@ -78,13 +78,6 @@ RESUMABLE_CHANGES = (
 )
 
 
-def __getattr__(name: str):
-    # MODEL_FIELDS: each model's own fields and their bounds, read from the registry.
-    if name == "MODEL_FIELDS":
-        return {model: dict(models.spec(model).bounds) for model in models.names()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def available_configs() -> list[str]:
     """Names accepted by `--config=NAME`: the experiment files in `configs/`."""
     return sorted(

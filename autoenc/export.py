@@ -21,8 +21,7 @@ import shutil
 
 import tensorflow as tf
 
-from autoenc import checkpoints, serving
-from autoenc import config as config_lib
+from autoenc import checkpoints, models, serving
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
@@ -129,7 +128,7 @@ def export_workdir(config, workdir, export_dir=None, weights="best") -> pathlib.
         try:
             functions = serving.ServingFunctions(nets, config.model)
             info = dict(written_by=WRITTEN_BY, model=config.model, checkpoint=os.path.abspath(best))
-            info.update({field: config[field] for field in config_lib.MODEL_FIELDS[config.model]})
+            info.update({field: config[field] for field in models.spec(config).fields})
             _write_and_swap(functions, staging, target, info)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 from autoenc import config as config_lib
+from autoenc import models
 from autoenc.errors import UsageError
 
 REQUIRED = ("epochs", "batch_size", "train_examples", "seed", "noise_factor", "optimizer",
@@ -157,8 +158,8 @@ def test_every_logged_value_may_be_monitored_in_its_direction(monitor):
 
 def test_every_numeric_field_has_bounds():
     bounded = set(config_lib.NUMBER_BOUNDS)
-    for fields in config_lib.MODEL_FIELDS.values():
-        bounded |= set(fields)
+    for name in models.names():
+        bounded |= set(models.spec(name).bounds)
     for name in config_lib.available_configs():
         config = config_lib.load_config(name)
         for field in config_lib.field_names(config):
@@ -183,7 +184,7 @@ def test_a_model_without_its_fields_names_them():
 def test_the_model_table_is_what_the_configs_hold():
     for name in config_lib.available_configs():
         config = config_lib.load_config(name)
-        assert set(config_lib.MODEL_FIELDS[config.model]) <= set(config.keys()), name
+        assert set(models.spec(config).fields) <= set(config.keys()), name
 
 
 def test_validation_answers_without_tensorflow():

@@ -1,6 +1,6 @@
-"""Two worker processes on 127.0.0.1, started the way docs/distributed.md says, train one run together.
+"""Two worker processes on 127.0.0.1, started as docs/distributed.md says, train one run together.
 
-One scenario, three launches (each process start costs ~10 s of TensorFlow import):
+One scenario, three launches (each process start pays for the TensorFlow import):
 1. both workers start a long run; worker 1 alone gets SIGTERM; both must stop after the same
    step, save, and exit 75;
 2. the same command with fewer epochs resumes both from the chief's checkpoint and finishes:
