@@ -116,4 +116,8 @@ if __name__ == "__main__":
         except flags.Error as e:
             fail(str(e), 2)
 
-    app.run(lambda argv: main(argv, config_overrides), argv=absl_argv, flags_parser=parse_flags)
+    # Training turns SIGINT into a checkpointed stop; anywhere else it ends the command at once.
+    try:
+        app.run(lambda argv: main(argv, config_overrides), argv=absl_argv, flags_parser=parse_flags)
+    except KeyboardInterrupt:
+        fail("interrupted (SIGINT)", 130)

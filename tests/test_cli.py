@@ -3,9 +3,13 @@
 import csv
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
-from conftest import HAVE_REAL_DATA
+from conftest import HAVE_REAL_DATA, ROOT
 from conftest import launch as run_launch
 
 from autoenc import data as data_lib
@@ -46,6 +50,36 @@ def test_a_huge_number_of_epochs_is_refused_before_anything_is_planned(tmp_path)
     result = run_launch("--config=dense_compress", f"--workdir={workdir}", epochs, timeout=120)
     assert_one_line_error(result, 2, f"{epochs}: must be at most 1000000")
     assert not workdir.exists()
+
+
+def loads_tensorflow(process: subprocess.Popen) -> bool:
+    """Whether the process has mapped one of TensorFlow's shared libraries: it is importing
+    TensorFlow, which launch.py does only after parsing its flags and config."""
+    try:
+        with open(f"/proc/{process.pid}/maps") as maps:
+            return "/tensorflow/" in maps.read()
+    except OSError:
+        return False
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line_and_exit_130(tmp_path):
+    command = [sys.executable, str(ROOT / "launch.py"), "--config=dense_compress"]
+    process = subprocess.Popen(
+        [*command, f"--workdir={tmp_path}"], stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not loads_tensorflow(process) and process.poll() is None:
+            assert time.monotonic() < deadline, "TensorFlow never started loading"
+            time.sleep(0.01)  # polls the condition; the import that follows takes seconds
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["launch.py: error: interrupted (SIGINT)"], stderr
 
 
 @pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs apt-get install dataset-fashion-mnist")
