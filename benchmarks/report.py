@@ -54,7 +54,7 @@ class ConfigResult:
         def value(label: str, bf16: bool = False) -> float | None:
             if label not in ratios or (bf16 and not has_bf16_units):
                 return None
-            return ratios[label].value(by_cpu)
+            return round(ratios[label].value(by_cpu), 2)  # judged as printed
 
         judged = []
         if self.name in OVER_FIT:
@@ -70,7 +70,7 @@ class ConfigResult:
             (Target("whole epoch / steady state", EPOCH_OVER_STEADY), value("epoch/ours f32"))
         )
         if self.name in PEAK_RSS_GB:
-            rss = self.run["peak_rss_gb"] if self.run else None
+            rss = round(self.run["peak_rss_gb"], 2) if self.run else None
             judged.append(
                 (Target("peak RSS of a whole run, GB", PEAK_RSS_GB[self.name], True), rss)
             )
