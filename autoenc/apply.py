@@ -160,21 +160,25 @@ def receptive_field(model: keras.Model) -> tuple[int, int]:
 
 class Tiling(NamedTuple):
     """How a large image is cut: cores of `tile` x `tile` pixels, each run on a window that
-    adds `margin` pixels of the image on every side (both multiples of the alignment)."""
+    adds `margin` pixels of the image on every side (both multiples of the model's alignment
+    and of the size its serving function pads to)."""
 
     tile: int
     margin: int
 
 
-def tiling_for(model: keras.Model, tile: int | None = None) -> Tiling:
-    """The tiling of a fully convolutional model: the margin is its receptive radius rounded
-    up to its alignment, and windows hold about PIXELS_PER_CALL pixels unless `tile` is given."""
+def tiling_for(model: keras.Model, size_multiple: int = 1, tile: int | None = None) -> Tiling:
+    """The tiling of a fully convolutional model whose serving function pads images to
+    multiples of `size_multiple`: the margin is its receptive radius rounded up to a multiple
+    of that and of its alignment (so a window that reaches the image's edge is padded as the
+    whole image is), and windows hold about PIXELS_PER_CALL pixels unless `tile` is given."""
     radius, alignment = receptive_field(model)
-    margin = -(-radius // alignment) * alignment
+    step = math.lcm(alignment, size_multiple)
+    margin = -(-radius // step) * step
     if tile is None:
-        tile = max(1, (math.isqrt(PIXELS_PER_CALL) - 2 * margin) // alignment) * alignment
-    if tile <= 0 or tile % alignment:
-        raise ValueError(f"tile {tile} is not a positive multiple of {alignment}")
+        tile = max(1, (math.isqrt(PIXELS_PER_CALL) - 2 * margin) // step) * step
+    if tile <= 0 or tile % step:
+        raise ValueError(f"tile {tile} is not a positive multiple of {step}")
     return Tiling(tile, margin)
 
 
@@ -199,8 +203,8 @@ def reconstruct(
 
 def _reconstruct_tiled(functions, image: np.ndarray, tiling: Tiling, output: np.ndarray) -> None:
     """One (H, W) image into `output`, tile by tile. A window starts at a multiple of the
-    alignment and ends at one or at the image's edge, which `reconstruct` pads as it pads
-    the whole image."""
+    tiling's step, so one that reaches the image's edge is padded as the whole image is; the
+    padding of one that stops inside is beyond every core pixel's receptive field."""
     height, width = image.shape
     tile, margin = tiling
     for top in range(0, height, tile):
@@ -269,7 +273,7 @@ def apply_to_files(
         _prepare_output_dir(output_dir)
         functions = serving.ServingFunctions(nets, config.model)
         flat = models.spec(config).flat  # flat vectors: 28x28 images only
-        tiling = None if flat else tiling_for(nets.autoencoder)
+        tiling = None if flat else tiling_for(nets.autoencoder, functions.size_multiple)
         written = {}  # output path -> the input it came from
         input_files = {source.resolve() for source in sources}
         for source in sources:

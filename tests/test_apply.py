@@ -188,13 +188,32 @@ def test_the_receptive_field_suffices_and_is_close(name, radius, alignment):
 @pytest.mark.parametrize("name", ["conv_denoise", "unet_denoise"])
 def test_tiles_give_the_untiled_output(name):
     model, functions = fresh_model(name)
-    tiling = apply_lib.tiling_for(model, tile=32)
+    tiling = apply_lib.tiling_for(model, functions.size_multiple, tile=32)
     images = np.random.default_rng(1).uniform(size=(2, 203, 157)).astype(np.float32)
     whole = functions.reconstruct(images)["image"].numpy()
     tiled = apply_lib.reconstruct(functions, images, tiling)
     assert np.abs(tiled - whole).max() <= TILING_TOLERANCE
     too_narrow = apply_lib.reconstruct(functions, images, apply_lib.Tiling(32, 4))
     assert np.abs(too_narrow - whole).max() > 1e-4
+
+
+def test_tiles_follow_the_size_the_serving_function_pads_to():
+    model, _ = keras_layers_model()  # one 2x2 pooling, served here padded to multiples of 4
+
+    def reconstruct(images):
+        output = model(serving.pad_edges(images, 4)[..., None])[..., 0]
+        return {"image": output[:, : images.shape[1], : images.shape[2]]}
+
+    images = np.random.default_rng(2).uniform(size=(1, 61, 47)).astype(np.float32)
+    whole = reconstruct(images)["image"].numpy()
+    functions = SimpleNamespace(reconstruct=reconstruct)
+    tiling = apply_lib.tiling_for(model, 4, tile=12)
+    assert tiling == apply_lib.Tiling(tile=12, margin=8)
+    tiled = apply_lib.reconstruct(functions, images, tiling)
+    assert np.abs(tiled - whole).max() <= TILING_TOLERANCE
+    # Edge windows starting off the multiples of 4 would be padded unlike the whole image.
+    off_the_padding = apply_lib.reconstruct(functions, images, apply_lib.tiling_for(model, tile=6))
+    assert np.abs(off_the_padding - whole).max() > 1e-4
 
 
 def test_a_12_megapixel_image_stays_under_2_gb(tiny_data, tmp_path_factory, tmp_path):
