@@ -19,29 +19,26 @@ Examples:
   python launch.py --mode=apply --workdir=runs/conv10 --inputs=scans/ --output_dir=denoised
 """
 
-import logging
 import os
 import sys
 
 from absl import app, flags
 
 from autoenc.command_line import (
+    TF_LOG_LEVELS,
     configure_process,
     expand_user,
     expand_user_paths,
     fail,
     quiet_native_stderr,
     resolve_config,
+    set_tensorflow_log_level,
     split_overrides,
 )
 from autoenc.config import available_configs
 
 __doc__ = __doc__.replace("{configs}", ", ".join(available_configs()))  # what --help shows
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
-# ...and its Python INFO notes ("Using MirroredStrategy with devices ..."), which would precede
-# a one-line error; the run logs its devices itself.
-logging.getLogger("tensorflow").setLevel(logging.WARNING)
 configure_process()  # before TensorFlow loads: see its docstring
 
 FLAGS = flags.FLAGS
@@ -55,6 +52,15 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (N replicas).")
 flags.DEFINE_bool("debug", False, "Show full tracebacks for user errors.")
+flags.DEFINE_enum(
+    "tf_log_level",
+    "warning",
+    list(TF_LOG_LEVELS),
+    "TensorFlow's and Keras' own console lines from this level up: warning (their warnings and"
+    " errors), info (also their notes, e.g. each checkpoint's sharding time) or error. Sets"
+    " TF_CPP_MIN_LOG_LEVEL (0, 1, 2), whose exported value wins when this flag is not given."
+    " The run's own lines follow --verbosity.",
+)
 flags.DEFINE_enum(
     "mode",
     "train",
@@ -93,6 +99,7 @@ def main(argv: list[str], overrides: dict[str, str]) -> None:
         if FLAGS.mode == "train":
             workdir_lib.check_run_dir(workdir)  # before anything, even the lock, lands in it
 
+        set_tensorflow_log_level(FLAGS.tf_log_level, given=FLAGS["tf_log_level"].present)
         with quiet_native_stderr():  # TensorFlow's C++ start-up notes, e.g. "no CUDA drivers"
             from autoenc import distribute, modes
 

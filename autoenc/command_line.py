@@ -6,10 +6,21 @@ answers before TensorFlow loads.
 
 import contextlib
 import ctypes
+import importlib.util
+import logging
 import os
 import sys
 
+from absl import logging as absl_logging
+
 OVERRIDE_PREFIX = "--config."
+# --tf_log_level: the lowest level of TensorFlow's own lines shown, and the native side's
+# TF_CPP_MIN_LOG_LEVEL for it.
+TF_LOG_LEVELS = {
+    "info": (logging.INFO, "0"),
+    "warning": (logging.WARNING, "1"),
+    "error": (logging.ERROR, "2"),
+}
 PATH_FLAGS = ("export_dir", "inputs", "output_dir")  # mode flags that name files or directories
 
 
@@ -72,6 +83,36 @@ def resolve_config(config_flag: str | None, mode: str, workdir: str | None, over
         name = os.path.basename(os.path.normpath(workdir))
     config_lib.apply_overrides(config, overrides)
     return config, name
+
+
+def set_tensorflow_log_level(level: str, *, given: bool) -> None:
+    """Shows TensorFlow's and Keras' own log lines from `level` up; call before TensorFlow loads.
+
+    Native lines obey TF_CPP_MIN_LOG_LEVEL (an exported value wins unless the flag is `given`).
+    Python lines go through the `tensorflow` logger, or through absl's when a module logs with
+    absl directly (the checkpoint saver's "Sharding callback duration", twice an epoch); absl's
+    logger also carries the project's own lines, so a filter there drops only the libraries'.
+    """
+    python_level, native_level = TF_LOG_LEVELS[level]
+    if given:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = native_level
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", native_level)
+    logging.getLogger("tensorflow").setLevel(python_level)
+    packages = [importlib.util.find_spec(name) for name in ("tensorflow", "keras")]
+    directories = tuple(os.path.dirname(spec.origin) + os.sep for spec in packages if spec)
+    absl_logging.get_absl_logger().addFilter(_LibraryLinesBelow(python_level, directories))
+
+
+class _LibraryLinesBelow(logging.Filter):
+    """Drops the records below a level that code in the given directories logs."""
+
+    def __init__(self, level: int, directories: tuple[str, ...]):
+        super().__init__()
+        self.level, self.directories = level, directories
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or not record.pathname.startswith(self.directories)
 
 
 @contextlib.contextmanager

@@ -83,6 +83,18 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line_and_exit_130(tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs apt-get install dataset-fashion-mnist")
+def test_the_console_shows_the_runs_lines_without_tensorflows_info_notes(tmp_path):
+    tiny = ["--config=dense_compress", "--config.epochs=2", "--config.train_examples=512"]
+    result = launch(*tiny, f"--workdir={tmp_path / 'quiet'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "] epoch 1/2  loss" in result.stderr and "] epoch 2/2  loss" in result.stderr
+    assert "Sharding callback" not in result.stderr, result.stderr
+    result = launch(*tiny, f"--workdir={tmp_path / 'chatty'}", "--tf_log_level=info")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "] epoch 2/2  loss" in result.stderr and "Sharding callback" in result.stderr
+
+
+@pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs apt-get install dataset-fashion-mnist")
 def test_conv_denoise_on_real_data_then_bad_data_leaves_it_intact(tmp_path):
     workdir = tmp_path / "run"
     result = launch(
