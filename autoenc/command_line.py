@@ -1,7 +1,7 @@
 """The plumbing of `launch.py` that is not flags: `--config.FIELD=VALUE` overrides, which config
-a command means, one-line errors, silencing TensorFlow's native start-up chatter, and the process
-settings that must precede TensorFlow's start. No TensorFlow import here, so a usage error
-answers before TensorFlow loads.
+a command means, one-line errors, `~` in path flags, which of TensorFlow's log lines show, and
+the process settings that must precede TensorFlow's start. No TensorFlow import here, so a usage
+error answers before TensorFlow loads.
 """
 
 import contextlib
