@@ -3,7 +3,8 @@ Projector files for them, a 2-D map of the codes by class, and decoded walks bet
 
 A code here is the encoder's output when it is one vector per image (the dense models'
 `encoding_dim` numbers). The convolutional models' encoders give feature maps larger than the
-image (7x7x32 for the book's conv model, 7x7x448 for the U-Net), which `codes` refuses.
+image (7x7x32 for the book's conv model, 7x7x448 for the U-Net), which `codes` refuses: a
+probe of the conv model's, flattened, scores no better than an untrained encoder's.
 `write_projector` writes `LOGDIR/projector/`, a run that `tensorboard --logdir=LOGDIR` shows in
 its Projector tab: the codes as a checkpoint variable, each image's class in `metadata.tsv`
 and the 28x28 thumbnails as one sprite image. `write_figures` draws the map and the walks with

@@ -1,6 +1,7 @@
-"""The two studies on tiny data: what they measure, that they agree with evaluation, that a
-second run computes nothing (every point comes from the cache), their command lines, and that
-the training library and the compression study need none of the studies extra.
+"""The two studies on tiny data: what they measure (the compression study also probes each
+code's classes), that they agree with evaluation, that a second run computes nothing (every
+point comes from the cache), their command lines, and that the training library and the
+compression study need none of the studies extra.
 
 The denoising study needs the extra (scikit-image, SciPy, PyWavelets); without it its tests are
 skipped with the install command as the reason.
@@ -15,10 +16,10 @@ import pytest
 from conftest import ROOT, mirrored
 from trained_runs import trained_run
 
-from autoenc import evaluate
+from autoenc import checkpoints, evaluate, probe
 from autoenc import train as train_lib
 from autoenc.errors import UsageError
-from autoenc.studies import compression, learned, pca, report
+from autoenc.studies import compression, figures, learned, pca, report
 from autoenc.studies import points as study_points
 
 ONE_EPOCH = {"epochs": "1", "image_every_epochs": "0", "loss_every_steps": "0"}
@@ -132,7 +133,19 @@ def test_a_bad_config_is_one_line_before_anything_trains(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def compression_root(tmp_path_factory, tiny_data):
+def sized_data(tiny_data):
+    """The tiny data labelled by the tenth of the training images' blob sizes each falls in
+    (a blob's size is the one thing its image says), so the probe has classes to find."""
+    edges = np.quantile((tiny_data.x_train > 0).sum(axis=(1, 2)), np.linspace(0.1, 0.9, 9))
+
+    def classes(images):
+        return np.searchsorted(edges, (images > 0).sum(axis=(1, 2))).astype(np.uint8)
+
+    return tiny_data._replace(y_train=classes(tiny_data.x_train), y_test=classes(tiny_data.x_test))
+
+
+@pytest.fixture(scope="module")
+def compression_root(tmp_path_factory, sized_data):
     root = tmp_path_factory.mktemp("compression")
     other = root.parent / "dense_adam.py"
     other.write_text(OTHER_COMPRESSOR)
@@ -141,7 +154,7 @@ def compression_root(tmp_path_factory, tiny_data):
         root,
         DIMS,
         configs=configs,
-        data=tiny_data,
+        data=sized_data,
         overrides=ONE_EPOCH,
         log=lambda line: None,
         make_strategy=lambda: mirrored(1),
@@ -168,22 +181,56 @@ def test_compression_study_measures_every_config_and_pca_per_width(compression_r
     assert "\n### dense_compress\n" in text and "\n### dense_adam\n" in text
 
 
-def test_compression_study_rerun_computes_nothing(compression_root, tiny_data, monkeypatch):
+def test_compression_study_probes_every_code_against_the_pixels(compression_root, sized_data):
+    _, _, rows = compression_root
+    pixels = probe.accuracy(
+        "knn5",
+        probe.pixels(sized_data.x_train),
+        sized_data.y_train,
+        probe.pixels(sized_data.x_test),
+        sized_data.y_test,
+    )
+    assert [row["pixels_probe"] for row in rows] == [pixels] * len(DIMS)
+    assert pixels > 0.3  # three times chance: a blob's size is in its pixels
+    # All 784 components only rotate the centred pixels: the same distances, the same votes.
+    assert rows[1]["pca"]["probe"] == pytest.approx(pixels, abs=2 / len(sized_data.y_test))
+    assert rows[0]["pca"]["probe"] != rows[1]["pca"]["probe"]
+    for row in rows:
+        assert all(0 <= point["probe"] <= 1 for point in row["autoencoders"].values())
+    table = compression.markdown_table(rows, "dense_compress")
+    ae = rows[0]["autoencoders"]["dense_compress"]
+    assert f"| {ae['probe']:.3f} | {rows[0]['pca']['probe']:.3f} |" in table.splitlines()[2]
+    text = compression.report_text(rows, "heading\n")
+    assert f"on the raw pixels it is {pixels:.3f}." in text
+    assert len(figures.compression_figure(rows).axes) == 3  # PSNR, SSIM, probe
+
+
+def test_compression_study_rerun_computes_nothing(compression_root, sized_data, monkeypatch):
     root, configs, rows = compression_root
     _forbid(monkeypatch, train_lib, "train_and_evaluate")
     _forbid(monkeypatch, pca, "fit_pca")
+    _forbid(monkeypatch, probe, "accuracy")
+    _forbid(monkeypatch, checkpoints, "load_best_model")
     again = compression.run(
-        root, DIMS, configs=configs, data=tiny_data, overrides=ONE_EPOCH, log=lambda line: None
+        root, DIMS, configs=configs, data=sized_data, overrides=ONE_EPOCH, log=lambda line: None
     )
     for row in again:
         assert row["pca"]["cached"] and all(p["cached"] for p in row["autoencoders"].values())
     assert [row["pca"]["psnr"] for row in again] == [row["pca"]["psnr"] for row in rows]
 
+    def probes(rows):
+        return [
+            (r["pca"]["probe"], r["pixels_probe"], r["autoencoders"]["dense_adam"]["probe"])
+            for r in rows
+        ]
 
-def test_compression_command_writes_where_it_is_told(compression_root, tiny_data, monkeypatch):
+    assert probes(again) == probes(rows)
+
+
+def test_compression_command_writes_where_it_is_told(compression_root, sized_data, monkeypatch):
     root, configs, _ = compression_root
     # The fixture's study, cached: the command trains nothing and only reports.
-    cached_run = functools.partial(compression.run, data=tiny_data, overrides=ONE_EPOCH)
+    cached_run = functools.partial(compression.run, data=sized_data, overrides=ONE_EPOCH)
     monkeypatch.setattr(compression, "run", cached_run)
     _forbid(monkeypatch, train_lib, "train_and_evaluate")
     out = root.parent / "report"
@@ -209,6 +256,16 @@ def test_a_denoiser_is_titled_with_the_noise_it_was_trained_on(tmp_path):
     assert book.title() == "conv_denoise (trained at 0.5)"
     blind = learned.from_config("blind_denoise", tmp_path, 1)
     assert blind.title() == "blind_denoise (trained at 0-0.8)"  # a level drawn per image
+
+
+def test_epochs_zero_trains_each_denoiser_to_its_own_recipe(tmp_path):
+    names = ("conv_denoise", "unet_denoise", "blind_denoise")
+    own = [learned.from_config(name, tmp_path, 0).config for name in names]
+    assert [(c.model, c.epochs, c.noise_factor_max) for c in own] == [
+        ("conv", 100, 0.0),
+        ("unet", 50, 0.0),
+        ("unet", 26, 0.8),
+    ]
 
 
 @pytest.fixture(scope="module")

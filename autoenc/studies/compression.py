@@ -8,7 +8,9 @@ its own workdir (`WORKDIR/<config>/dim<N>`), with the config's own recipe. PCA f
 60,000 training images reconstructs the 10,000 test images through the same number of
 components. All are scored on the clean test images with the same PSNR and SSIM. PCA is the
 optimum (in squared error) of every *linear* code of that width, so an autoencoder's
-nonlinearity is worth something exactly where it wins. Finished points are cached in
+nonlinearity is worth something exactly where it wins. Each code is also probed
+(`autoenc.probe`): the test accuracy of a 5-nearest-neighbour classifier fitted on the training
+images' codes, beside the same classifier on the raw pixels. Finished points are cached in
 `WORKDIR/points.json`, so a rerun computes only what is missing; the table and the figure go to
 `OUTPUT_DIR/compression_study.{md,png}`.
 """
@@ -22,6 +24,7 @@ from autoenc.command_line import quiet_native_stderr
 with quiet_native_stderr():  # TensorFlow's C++ start-up notes; Python errors still show
     import tensorflow as tf
 
+from autoenc import checkpoints, latent, probe
 from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc import train as train_lib
@@ -34,6 +37,7 @@ DIMS = (8, 16, 32, 64, 128, 256, 768)
 CONFIGS = ("dense_compress",)
 MODULE = "autoenc.studies.compression"
 IMAGE_PIXELS = 784
+CLASSIFIER = "knn5"  # the probe: a key of probe.CLASSIFIERS
 
 
 def autoencoder_config(name: str, dim: int, overrides: dict | None = None):
@@ -96,9 +100,11 @@ def run(
             `train_and_evaluate` (tests give every run its own, so their collectives never mix).
 
     Returns:
-        One row per width: dim, ratio, `pca` (a point: bce, mse, psnr, ssim, seconds, cached)
-        and `autoencoders`: {config name: a point with also epochs, best_epoch,
-        stopped_early and epoch_seconds, the sum of its epochs' wall times from history.csv}.
+        One row per width: dim, ratio, `pca` (a point: bce, mse, psnr, ssim, seconds, cached,
+        and `probe`, its code's probe accuracy), `autoencoders`: {config name: a point with
+        also probe, epochs, best_epoch, stopped_early and epoch_seconds, the sum of its
+        epochs' wall times from history.csv}, and `pixels_probe`, the probe's accuracy on
+        the pixels (the same in every row).
 
     Raises:
         UserError: a bad config or width (before anything trains), or a study workdir that
@@ -115,11 +121,12 @@ def run(
                 config_name(name): sweep.autoencoder(name, autoencoder_config(name, dim, overrides))
                 for name in configs
             }
-            linear = sweep.pca(dim)
+            linear = dict(sweep.pca(dim), probe=sweep.pca_probe(dim))
             rows.append(
                 dict(dim=dim, ratio=IMAGE_PIXELS / dim, pca=linear, autoencoders=autoencoders)
             )
-    return rows
+        pixels = sweep.pixels_probe()
+    return [dict(row, pixels_probe=pixels) for row in rows]
 
 
 class _Sweep:
@@ -156,46 +163,94 @@ class _Sweep:
                 stopped_early=metrics["stopped_early"],
             )
 
-        key = f"autoencoder/{study_points.config_key(config_name(name), config)}/dim{dim}"
-        point = study_points.cached_point(self.cache, key, train, self.log)
+        identity = f"{study_points.config_key(config_name(name), config)}/dim{dim}"
+        point = study_points.cached_point(self.cache, f"autoencoder/{identity}", train, self.log)
         # Summed from history.csv, so a run resumed over several invocations counts whole.
         point["epoch_seconds"] = study_points.epoch_seconds(workdir)
+        # Keyed by the best weights' digest: a run that improved since is probed anew.
+        weights = study_points.checkpoint_fingerprint(workdir)
+
+        def encode():
+            with workdir_lib.WorkdirLock(workdir):
+                nets = checkpoints.load_best_model(config, workdir)
+            return latent.codes(nets, self.data().x_train), latent.codes(nets, self.data().x_test)
+
+        key = f"probe/{CLASSIFIER}/autoencoder/{identity}/{weights}"
+        point["probe"] = self._probe(key, encode)
         return point
 
     def pca(self, dim: int) -> dict:
         """PCA's point at width `dim` on the clean test images."""
 
         def score():
-            if self._pca is None:
-                started = time.perf_counter()
-                self._pca = pca.fit_pca(self.data().x_train)
-                self.log(
-                    f"PCA fitted on {len(self.data().x_train)} images in"
-                    f" {time.perf_counter() - started:.1f} s"
-                )
             clean = study_points.to_unit_float(self.data().x_test)
-            return study_points.score_images(clean, self._pca.reconstruct(clean, dim))
+            return study_points.score_images(clean, self.fitted_pca().reconstruct(clean, dim))
 
         return study_points.cached_point(self.cache, f"pca/dim{dim}", score, self.log)
+
+    def fitted_pca(self):
+        """The PCA of the training images, fitted on first use (once per study)."""
+        if self._pca is None:
+            started = time.perf_counter()
+            self._pca = pca.fit_pca(self.data().x_train)
+            self.log(
+                f"PCA fitted on {len(self.data().x_train)} images in"
+                f" {time.perf_counter() - started:.1f} s"
+            )
+        return self._pca
+
+    def pca_probe(self, dim: int) -> float:
+        """The probe's accuracy on PCA's code of width `dim`."""
+
+        def encode():
+            basis, data = self.fitted_pca(), self.data()
+            return basis.encode(data.x_train, dim), basis.encode(data.x_test, dim)
+
+        return self._probe(f"probe/{CLASSIFIER}/pca/dim{dim}", encode)
+
+    def pixels_probe(self) -> float:
+        """The probe's accuracy on the raw pixels: what any code is measured against."""
+
+        def encode():
+            return probe.pixels(self.data().x_train), probe.pixels(self.data().x_test)
+
+        return self._probe(f"probe/{CLASSIFIER}/pixels", encode)
+
+    def _probe(self, key: str, encode: Callable[[], tuple]) -> float:
+        """The cached accuracy of `key`, or the probe's on the (train, test) codes `encode()`
+        gives, cached."""
+
+        def measure():
+            train_codes, test_codes = encode()
+            data = self.data()
+            return dict(
+                accuracy=probe.accuracy(
+                    CLASSIFIER, train_codes, data.y_train, test_codes, data.y_test
+                )
+            )
+
+        return study_points.cached_point(self.cache, key, measure, self.log)["accuracy"]
 
 
 def markdown_table(rows: list[dict], name: str) -> str:
     """One config's results as a markdown table: one row per width, AE and PCA side by side.
 
     BCE is shown too: the book's autoencoders are trained to minimise it (plus the L1 activity
-    penalty), while PCA minimises squared error, which PSNR measures.
+    penalty), while PCA minimises squared error, which PSNR measures. The k-NN columns are the
+    probe's test accuracies on each code.
     """
     lines = [
         "| code dim | compression 784/dim | AE PSNR (dB) | PCA PSNR (dB) | AE SSIM | PCA SSIM"
-        " | AE vs PCA (PSNR, SSIM) | AE BCE | PCA BCE | AE epochs (best) | AE training minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | AE vs PCA (PSNR, SSIM) | AE BCE | PCA BCE | AE k-NN accuracy | PCA k-NN accuracy"
+        " | AE epochs (best) | AE training minutes |",
+        "|---" * 13 + "|",
     ]
     for row in rows:
         ae, linear = row["autoencoders"][name], row["pca"]
         lines.append(
             f"| {row['dim']} | {row['ratio']:.1f}x | {ae['psnr']:.2f} | {linear['psnr']:.2f}"
             f" | {ae['ssim']:.3f} | {linear['ssim']:.3f} | {verdict(ae, linear)}"
-            f" | {ae['bce']:.4f} | {linear['bce']:.4f}"
+            f" | {ae['bce']:.4f} | {linear['bce']:.4f} | {ae['probe']:.3f} | {linear['probe']:.3f}"
             f" | {ae['epochs']} ({ae['best_epoch']}) | {ae['epoch_seconds'] / 60:.1f} |"
         )
     return "\n".join(lines) + "\n"
@@ -215,9 +270,15 @@ def verdict(autoencoder: dict, linear: dict) -> str:
 
 
 def report_text(rows: list[dict], heading: str) -> str:
-    """The study's markdown: `heading`, then one table per config."""
+    """The study's markdown: `heading`, what the probe is and its accuracy on the pixels, then
+    one table per config."""
     names = list(rows[0]["autoencoders"])
-    return heading + "".join(f"\n### {name}\n\n{markdown_table(rows, name)}" for name in names)
+    probe_line = (
+        "\nk-NN accuracy: the test images' classes as the 5 nearest training images' codes"
+        f" (Euclidean) vote them; on the raw pixels it is {rows[0]['pixels_probe']:.3f}.\n"
+    )
+    tables = "".join(f"\n### {name}\n\n{markdown_table(rows, name)}" for name in names)
+    return heading + probe_line + tables
 
 
 def main(argv: list[str]) -> None:

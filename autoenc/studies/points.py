@@ -63,7 +63,7 @@ def cached_point(
     point = compute()
     point["seconds"] = round(time.perf_counter() - started, 2)
     cache.put(key, point)
-    summary = ", ".join(f"{k} {point[k]:.3f}" for k in ("psnr", "ssim") if k in point)
+    summary = ", ".join(f"{k} {point[k]:.3f}" for k in ("psnr", "ssim", "accuracy") if k in point)
     log(f"{key}: {summary} in {point['seconds']:.1f} s")
     return {**point, "cached": False}
 
