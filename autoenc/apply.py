@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 from autoenc import checkpoints, image_files, layers, models, serving
-from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
 PIXELS_PER_CALL = 1 << 20  # bounds a call's activations (up to 32 floats per pixel per layer)
@@ -267,9 +266,7 @@ def apply_to_files(
     sources = list_inputs(inputs)
     if not overwrite:
         _refuse_existing_results(output_dir, sources)
-    checkpoints.best_checkpoint_path(workdir, weights)  # a missing run fails before the lock
-    with workdir_lib.WorkdirLock(workdir):
-        nets = checkpoints.load_best_model(config, workdir, weights=weights)
+    with checkpoints.open_trained_run(config, workdir, weights=weights) as (nets, _):
         _prepare_output_dir(output_dir)
         functions = serving.ServingFunctions(nets, config.model)
         flat = models.spec(config).flat  # flat vectors: 28x28 images only

@@ -137,14 +137,11 @@ def load_run_config(workdir) -> config_dict.ConfigDict:
         UsageError: the workdir holds no readable config.json.
     """
     path = pathlib.Path(workdir) / "config.json"
-    try:
-        saved = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise UsageError(
             f"{path} does not exist: give --config=NAME, or a --workdir that holds a run"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        )
+    saved = read_saved_config(path)
     for dotted, value in LATER_FIELDS.items():  # a run saved before the field existed
         *parents, leaf = dotted.split(".")
         node = saved
@@ -154,6 +151,21 @@ def load_run_config(workdir) -> config_dict.ConfigDict:
     config = config_dict.ConfigDict(saved)
     config.lock()
     return config
+
+
+def read_saved_config(path: pathlib.Path) -> dict:
+    """The dict a run saved as config.json, or a one-line `UsageError` naming the file when
+    it cannot be read or holds no config (empty, truncated, another JSON value)."""
+    try:
+        saved = json.loads(path.read_text())
+        if not isinstance(saved, dict) or not isinstance(saved.get("model"), str):
+            raise ValueError("not a config written by a run (no model field)")
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise UsageError(
+            f"cannot read {path}: {reason}; restore it or use another --workdir"
+        ) from None
+    return saved
 
 
 def field_names(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:

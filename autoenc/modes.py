@@ -39,8 +39,6 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         if value is not None and flag not in MODE_FLAGS.get(mode, ()):
             owners = "|".join(name for name, flags in MODE_FLAGS.items() if flag in flags)
             raise UsageError(f"--{flag} is for --mode={owners}, not --mode={mode}")
-    if mode != "train":
-        workdir_lib.check_readable(workdir)
     weights = options.get("weights") or "best"  # which checkpoint eval/export/apply use
     if mode == "train":
         metrics = train.train_and_evaluate(config, workdir, strategy_name=strategy_name)

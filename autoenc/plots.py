@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from autoenc import checkpoints, models, pipeline
 from autoenc import data as data_lib
 from autoenc import workdir as workdir_lib
+from autoenc.errors import UserError
 
 ITEMS = 12  # images per row, as in the book
 DPI = 100
@@ -69,11 +70,18 @@ def image_rows_figure(rows: list[np.ndarray], title: str) -> Figure:
 
 
 def read_history(path: pathlib.Path) -> list[dict[str, float]]:
-    """The rows of history.csv as numbers ([] if there is no file yet)."""
+    """The rows of history.csv as numbers ([] if there is no file yet); a one-line
+    `UserError` naming the file if it is not a run's history."""
     if not path.exists():
         return []
-    with open(path) as f:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "val_loss" not in rows[0]:
+            raise ValueError("no epoch rows with a val_loss column")
+        return [{key: float(value) for key, value in row.items()} for row in rows]
+    except (OSError, ValueError, TypeError) as e:  # TypeError: a row with missing fields
+        raise UserError(f"cannot read {path}: {e}") from None
 
 
 def loss_curves_figure(history: list[dict[str, float]]) -> Figure:
@@ -206,11 +214,8 @@ def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
             field that changes the figures, a run still using the workdir, or missing data.
     """
     workdir = pathlib.Path(workdir)
-    checkpoints.best_checkpoint_path(workdir)  # a missing run fails before the lock
-    # A live run replaces best/ whenever val_loss improves: refuse it rather than race it.
-    with workdir_lib.WorkdirLock(workdir):
-        model = checkpoints.load_best_model(config, workdir, also=checkpoints.TEST_NOISE_FIELDS)
-        model = model.autoencoder
+    trained = checkpoints.open_trained_run(config, workdir, also=checkpoints.TEST_NOISE_FIELDS)
+    with trained as (nets, _):
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         eval_data = pipeline.eval_dataset(
@@ -220,4 +225,4 @@ def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
             noise_factor=config.noise_factor,
             input_shape=models.input_shape(config),
         )
-        return write_figures(config, workdir, model, eval_data)
+        return write_figures(config, workdir, nets.autoencoder, eval_data)

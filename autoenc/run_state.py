@@ -64,14 +64,19 @@ def checkpoint_path_problem(workdir) -> str | None:
 
 def latest_checkpoint(directory) -> str | None:
     """The newest checkpoint in `directory` (None if there is none), or a one-line `UserError`
-    when its `checkpoint` pointer file cannot be read."""
+    when its `checkpoint` pointer file cannot be read or names no checkpoint whose files exist
+    (where TensorFlow would silently answer None and a run would start over)."""
+    pointer = pathlib.Path(directory) / "checkpoint"
     try:
-        return tf.train.latest_checkpoint(str(directory))
+        path = tf.train.latest_checkpoint(str(directory))
     except (ValueError, tf.errors.OpError) as e:
+        raise UserError(f"cannot read {pointer}: {str(e).splitlines()[0]}") from None
+    if path is None and pointer.exists():
         raise UserError(
-            f"cannot read {pathlib.Path(directory) / 'checkpoint'}: {str(e).splitlines()[0]};"
-            ' the file names the newest checkpoint (e.g. model_checkpoint_path: "ckpt-42")'
-        ) from None
+            f"cannot read {pointer}: it names no checkpoint whose files exist; restore the"
+            " checkpoint files or move the workdir away"
+        )
+    return path
 
 
 class RunState:

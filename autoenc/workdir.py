@@ -252,11 +252,7 @@ def saved_config_differences(workdir: pathlib.Path, config) -> list[str] | None:
     saved_path = pathlib.Path(workdir) / "config.json"
     if not saved_path.exists():
         return None
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {saved_path}: {e}; move it away to start afresh") from None
-    return config_lib.differing_fields(saved, config.to_dict())
+    return config_lib.differing_fields(config_lib.read_saved_config(saved_path), config.to_dict())
 
 
 def check_resumable(workdir: pathlib.Path, config) -> bool:

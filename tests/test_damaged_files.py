@@ -19,7 +19,7 @@ from autoenc.errors import UserError
 
 DAMAGES = {
     "empty": lambda data: b"",
-    "truncated": lambda data: data[: len(data) // 2],
+    "truncated": lambda data: data[: (data.find(b"\n") if b"\n" in data else len(data)) // 2],
     "garbage": lambda data: bytes(range(256)) * 3,
 }
 JSON_DAMAGES = {**DAMAGES, "a list": lambda data: b"[]", "an empty object": lambda data: b"{}"}

@@ -21,7 +21,6 @@ from ml_collections import config_dict
 from autoenc import checkpoints, models
 from autoenc import config as config_lib
 from autoenc import train as train_lib
-from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError
 from autoenc.studies import points as study_points
 
@@ -120,10 +119,9 @@ def identity(denoiser: Denoiser) -> str:
 
 
 def load(denoiser: Denoiser) -> keras.Model:
-    """The autoencoder with the run's best weights. The workdir lock keeps a run that is still
-    training from replacing its best checkpoint while it is read."""
-    with workdir_lib.WorkdirLock(denoiser.workdir):
-        return checkpoints.load_best_model(denoiser.config, denoiser.workdir).autoencoder
+    """The autoencoder with the run's best weights."""
+    with checkpoints.open_trained_run(denoiser.config, denoiser.workdir) as (nets, _):
+        return nets.autoencoder
 
 
 def denoise(model: keras.Model, config, noisy: np.ndarray) -> np.ndarray:
