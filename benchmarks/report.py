@@ -25,7 +25,7 @@ class ConfigResult:
     """One config's measurements: {arm: timings by round}, and the whole run's figures."""
 
     name: str
-    facts: str  # the line that says how it was measured
+    facts: str  # the line that says how it is measured
     results: dict[str, list[Timing]]
     run: dict | None = None  # whole_run's {images_per_sec, peak_rss_gb, seconds}
 

@@ -120,7 +120,7 @@ class Target:
     at_most: bool = False
 
     def verdict(self, value: float | None) -> str:
-        """ "met", "NOT met", or "-" when the figure was not measured."""
+        """Returns "met", "NOT met", or "-" where there is no figure."""
         if value is None:
             return "-"
         met = value <= self.bound if self.at_most else value >= self.bound
