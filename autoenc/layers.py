@@ -77,11 +77,8 @@ class UpsampledConv2D(keras.layers.Conv2D):
         super().__init__(filters, 3, padding="same", activation=activation, **kwargs)
 
     # Up to this many filters the forward pass runs parity by parity (`transposed_conv_by_parity`):
-    # oneDNN's transposed convolution takes about as long for 1 filter as for 16, the parity
-    # form's ordinary convolution much less. On the AMD EPYC with AVX-512 and AVX512-BF16, batch
-    # 128, 14x14x32 input: 1 filter 0.89 against 1.58 ms in bfloat16 and 1.18 against 1.82 in
-    # float32, 4 filters 1.00 against 1.57 and 1.25 against 1.99; the parity form slower from 16
-    # filters (`python -m benchmarks.where_time_goes --only=upsampling`).
+    # oneDNN's transposed convolution costs about as much for 1 filter as for 16, the parity
+    # form's ordinary convolution much less, up to a few filters (docs/speed.md).
     PARITY_FORWARD_MAX_FILTERS = 4
 
     def convolution_op(self, inputs, kernel):
