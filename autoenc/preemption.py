@@ -7,7 +7,7 @@ with `Preempted`, whose exit code (75, EX_TEMPFAIL: "try again") tells a job sch
 rerunning the same command resumes the run. After the last epoch (test scoring, figures) a
 signal stops the run at once, since everything it would lose is redone by rerunning.
 
-TensorFlow's `PreemptionCheckpointHandler` was the first choice, but it wraps one step per call
+TensorFlow's `PreemptionCheckpointHandler` does not fit this loop: it wraps one step per call
 and owns the checkpoint, while this loop runs `steps_per_loop` steps per call and checkpoints
 state (early stopping, history) that the handler does not know about.
 """
