@@ -171,9 +171,9 @@ class _Sweep:
         weights = study_points.checkpoint_fingerprint(workdir)
 
         def encode():
-            with workdir_lib.WorkdirLock(workdir):
-                nets = checkpoints.load_best_model(config, workdir)
-            return latent.codes(nets, self.data().x_train), latent.codes(nets, self.data().x_test)
+            data = self.data()
+            with checkpoints.open_trained_run(config, workdir) as (nets, _):
+                return latent.codes(nets, data.x_train), latent.codes(nets, data.x_test)
 
         key = f"probe/{CLASSIFIER}/autoencoder/{identity}/{weights}"
         point["probe"] = self._probe(key, encode)
