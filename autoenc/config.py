@@ -48,7 +48,7 @@ NUMBER_BOUNDS = {
 INT_LIMIT = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 # The values the training loop logs after each epoch, which early stopping may monitor, and
-# the direction in which each improves (autoenc.loop_state.METRIC_DIRECTIONS derives from it).
+# the direction in which each improves (early stopping's mode "auto" takes it from here).
 LOGGED_VALUES = {
     "loss": "min",
     "val_loss": "min",
