@@ -8,7 +8,8 @@ probe of the conv model's, flattened, scores no better than an untrained encoder
 `write_projector` writes `LOGDIR/projector/`, a run that `tensorboard --logdir=LOGDIR` shows in
 its Projector tab: the codes as a checkpoint variable, each image's class in `metadata.tsv`
 and the 28x28 thumbnails as one sprite image. `write_figures` draws the map and the walks with
-the look of `autoenc.plots`.
+the look of `autoenc.plots`. `from_workdir` does both for a trained run, and probes its code
+(`autoenc.probe`).
 """
 
 import math
@@ -20,7 +21,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tensorboard.plugins import projector
 
-from autoenc import plots
+from autoenc import checkpoints, plots, probe
+from autoenc import data as data_lib
+from autoenc import workdir as workdir_lib
 from autoenc.errors import UserError
 
 CLASS_NAMES = (
@@ -47,6 +50,21 @@ WALK_STEPS = plots.ITEMS - 2  # decoded codes between the two images of a row
 MAP_INCHES = (8.0, 6.0)
 
 
+def check_code(nets) -> None:
+    """Refuses a `models.Autoencoder` whose encoder gives feature maps, not one code vector
+    per image, which everything in this module needs.
+
+    Raises:
+        UserError: naming the feature maps' shape.
+    """
+    if len(nets.encoder.output_shape) != 2:
+        shape = "x".join(str(size) for size in nets.encoder.output_shape[1:])
+        raise UserError(
+            f"no code to show for this model: its encoder gives {shape} feature maps, not one"
+            " code vector per image (the dense models have one)"
+        )
+
+
 def codes(nets, images_uint8: np.ndarray) -> np.ndarray:
     """The encoder's codes of uint8 images (N, 28, 28), as float32 (N, width).
 
@@ -56,23 +74,18 @@ def codes(nets, images_uint8: np.ndarray) -> np.ndarray:
             encoder's input, flat or (28, 28, 1), as the pipeline feeds them.
 
     Raises:
-        UserError: the encoder gives a feature map, not one code vector per image.
+        UserError: the encoder gives feature maps (see `check_code`).
     """
+    check_code(nets)
     encoder = nets.encoder
-    if len(encoder.output_shape) != 2:
-        shape = "x".join(str(size) for size in encoder.output_shape[1:])
-        raise UserError(
-            f"no code to show for this model: its encoder gives {shape} feature maps, not one"
-            " code vector per image (the dense models have one)"
-        )
     shape = (-1, *(THUMBNAIL if size is None else size for size in encoder.input_shape[1:]))
     batches = [
-        encoder(
-            images_uint8[i : i + PREDICT_BATCH].reshape(shape) / np.float32(255), training=False
+        np.asarray(encoder(images.reshape(shape) / np.float32(255), training=False), np.float32)
+        for images in np.array_split(
+            images_uint8, range(PREDICT_BATCH, len(images_uint8), PREDICT_BATCH)
         )
-        for i in range(0, len(images_uint8), PREDICT_BATCH)
     ]
-    return np.concatenate([np.asarray(batch, np.float32) for batch in batches])
+    return np.concatenate(batches)
 
 
 def sprite(images_uint8: np.ndarray) -> np.ndarray:
@@ -217,3 +230,34 @@ def write_figures(nets, images_uint8: np.ndarray, labels: np.ndarray, figures_di
     for name, figure in drawn.items():
         plots.save_png(figure, figures_dir / name)
     return [figures_dir / name for name in drawn]
+
+
+def from_workdir(config, workdir, *, data=None, classifier: str = "knn5") -> dict:
+    """All of the above for a trained run, from its best checkpoint: the Projector files in
+    `WORKDIR/projector/`, `code_map.png` and `code_walks.png` in `WORKDIR/figures/` (all of
+    the test images), and the probe of the code (`probe.compare`) in `WORKDIR/probe.json`.
+
+    Args:
+        config: the config the run was trained with.
+        workdir: a finished or interrupted run's work directory.
+        data: a `data.FashionMNIST` to use instead of loading the real files (tests).
+        classifier: the probe's classifier, a key of `probe.CLASSIFIERS`.
+
+    Returns:
+        The probe's result, as written to probe.json.
+
+    Raises:
+        UserError: no best checkpoint, a run training there now, missing data, or a model
+            without a code vector (before the data is read).
+    """
+    workdir = pathlib.Path(workdir)
+    with checkpoints.open_trained_run(config, workdir) as (nets, _):
+        check_code(nets)  # before the data is read
+        if data is None:
+            data = data_lib.load_fashion_mnist(config.data_dir or None)
+        write_projector(nets, data.x_test, data.y_test, workdir)
+        write_figures(nets, data.x_test, data.y_test, workdir / "figures")
+        train_codes, test_codes = codes(nets, data.x_train), codes(nets, data.x_test)
+    result = probe.compare(train_codes, test_codes, data, classifier)
+    workdir_lib.write_json(workdir / "probe.json", result)
+    return result

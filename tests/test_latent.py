@@ -13,6 +13,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from trained_runs import copy_run
 
 from autoenc import latent, models, plots, probe
 from autoenc.data import FashionMNIST
@@ -139,6 +140,19 @@ def test_figures_are_written_at_their_sizes(dense_nets, labelled_data, tmp_path)
     assert size == plots.image_rows_size(len(latent.WALK_CLASSES))
     plane, share = latent.principal_plane(np.outer(np.arange(50.0), [1.0, 2.0, 0.0]))
     assert share == pytest.approx(1.0) and plane.shape == (50, 2)
+
+
+def test_a_trained_run_gets_projector_figures_and_probe(
+    labelled_data, tiny_data, tmp_path_factory, tmp_path
+):
+    config, workdir = copy_run("dense", tiny_data, tmp_path_factory, tmp_path / "run")
+    result = latent.from_workdir(config, workdir, data=labelled_data, classifier="ridge")
+    assert json.loads((workdir / "probe.json").read_text()) == result
+    assert (result["classifier"], result["width"]) == ("ridge", config.encoding_dim)
+    assert result["pixels"] > 0.95 and 0 <= result["code"] <= 1
+    assert (workdir / "projector" / "projector_config.pbtxt").is_file()
+    assert (workdir / "projector" / "metadata.tsv").read_text().count("\n") == 200
+    assert {"code_map.png", "code_walks.png"} <= {p.name for p in (workdir / "figures").iterdir()}
 
 
 def _get(url: str) -> bytes:
