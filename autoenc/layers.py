@@ -69,8 +69,7 @@ class UpsampledConv2D(keras.layers.Conv2D):
         return self._bias_and_activation(self.convolution_op(inputs, self.kernel))
 
     def _bias_and_activation(self, outputs):
-        # A plain add, not tf.nn.bias_add: BiasAdd's gradient sums a 16-bit gradient in 16 bits,
-        # far off in bfloat16 (tests/test_layers.py); an add's gradient is a Sum.
+        # Not tf.nn.bias_add, whose gradient sums in 16 bits: far off in bfloat16 (test_layers.py).
         outputs = outputs + tf.cast(self.bias, outputs.dtype)
         return outputs if self.activation is None else self.activation(outputs)
 
