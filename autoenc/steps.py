@@ -1,15 +1,8 @@
-"""The traced inner loop: distributed train and eval steps, and the loss (no I/O or logging).
+"""The traced inner loop: distributed train and eval steps and the loss (no I/O or logging).
 
-`TrainSteps` runs several optimizer steps per call, so the host pays the Python-to-graph round trip
-once per `steps_per_loop` steps rather than per step. Each replica's loss is its share of the
-global-batch mean: per-example BCE averaged over pixels, divided by the *global* batch
-(`compute_average_loss`), plus the activity regulariser divided by the replica count
-(`scale_regularization_loss`), so the all-reduced gradient equals the single-device gradient of the
-global batch. Batches may carry uint8 images (the training pipeline's clean images); the steps scale
-them with `pipeline.to_float` first.
-"""
-
-from collections.abc import Callable
+Each replica's loss is its share of the global-batch mean (per-example BCE averaged over pixels,
+divided by the *global* batch, plus the activity regulariser over the replica count), so the
+all-reduced gradient is the single-device gradient of the global batch."""
 
 import keras
 import tensorflow as tf
@@ -19,28 +12,16 @@ from autoenc.distribute import distribute_dataset
 
 
 def regularization_loss(model: keras.Model) -> tf.Tensor:
-    """The sum of the losses the model's layers added during the last call (0 if none), in
-    float32 whatever the layers computed in (mixed precision)."""
+    """The sum of the losses the model's layers added in its last call, in float32 (0 if none)."""
     if not model.losses:
         return tf.constant(0.0)
     return tf.add_n([tf.cast(loss, tf.float32) for loss in model.losses])
 
 
-def make_replica_step(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    global_batch_size: int,
-    *,
-    jit_gradients: bool = False,
-) -> Callable[[tuple], tf.Tensor]:
+def make_replica_step(model, optimizer, global_batch_size: int, *, jit_gradients=False):
     """Builds `replica_step((inputs, targets)) -> loss`: one replica's forward pass, gradients
-    and optimizer update on its slice of a global batch; `jit_gradients` compiles the
-    loss-and-gradients part with XLA.
-
-    A `keras.optimizers.LossScaleOptimizer` (mixed_float16) gets its loss scaled before
-    differentiation; its `apply_gradients` unscales them and skips steps whose gradients
-    overflowed.
-    """
+    and update on its slice of a global batch (`jit_gradients`: the gradients XLA-compiled). A
+    `LossScaleOptimizer` gets its loss scaled; its `apply_gradients` unscales the gradients."""
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def loss_and_gradients(inputs, targets):
@@ -68,31 +49,15 @@ def make_replica_step(
 class TrainSteps:
     """`train_steps(iterator, num_steps) -> per-step losses`, and the iterator it wants.
 
-    Each call runs `num_steps` optimizer steps in one traced function, so the host pays the
-    Python-to-graph round trip once per call. The returned losses are global-batch means, one
-    per step, so the host can name the exact step where a loss stopped being finite.
-
-    How a call runs depends on the strategy, the model and `jit_compile`, and the input it
-    takes with it; `run_iterator` gives the matching input,
-    so the caller only says which calls it will make:
-    - one replica, XLA, no convolution: the call's batches arrive as one block and all its steps
-      run as one XLA program (`_steps_in_one_program`), saving a launch per step;
-    - one replica, XLA, convolutions: one XLA program per step (inside XLA's loop its CPU
-      convolutions ran many times slower);
-    - several replicas: TensorFlow's loop over `strategy.run`; with XLA each replica's
-      loss-and-gradients is compiled and the update and all-reduce stay outside (a whole
-      replicated step does not compile).
+    A call runs `num_steps` steps in one traced function (one round trip into the graph); the
+    per-step global-batch losses let the host name the step where a loss stopped being finite.
+    With XLA and one replica, a model without convolutions runs a call as one XLA program on a
+    block of batches (XLA's CPU convolutions run slower inside its loop), others one per step;
+    with several replicas only each replica's loss-and-gradients compiles (a whole replicated
+    step does not). `run_iterator` gives the matching input.
     """
 
-    def __init__(
-        self,
-        strategy: tf.distribute.Strategy,
-        model: keras.Model,
-        optimizer: keras.optimizers.Optimizer,
-        global_batch_size: int,
-        *,
-        jit_compile: bool = False,
-    ):
+    def __init__(self, strategy, model, optimizer, global_batch_size: int, *, jit_compile=False):
         self._strategy = strategy
         single_replica = strategy.num_replicas_in_sync == 1
         self.takes_blocks = jit_compile and single_replica and not _has_convolutions(model)
@@ -109,28 +74,18 @@ class TrainSteps:
     def __call__(self, iterator, num_steps: int) -> tf.Tensor:
         return self.function(iterator, tf.constant(num_steps))
 
-    def run_iterator(
-        self,
-        batches: pipeline.TrainBatches,
-        plan: list[tuple[int, list[int]]],
-        *,
-        skip_batches: int = 0,
-    ):
-        """The input for the calls of several epochs in a row, `plan` = [(epoch, calls), ...],
-        the first epoch from batch `skip_batches` on: blocks of batches or single batches,
-        split over the replicas, in one iterator (so nothing is rebuilt between epochs)."""
+    def run_iterator(self, batches: pipeline.TrainBatches, plan: list, *, skip_batches: int = 0):
+        """One distributed iterator over the input of several epochs' calls, `plan` = [(epoch,
+        calls), ...], the first epoch from batch `skip_batches` on."""
         epochs = [epoch for epoch, _ in plan]
         blocks = [calls for _, calls in plan] if self.takes_blocks else None
         dataset = batches.run_dataset(epochs, skip_batches=skip_batches, block_sizes=blocks)
         return iter(distribute_dataset(self._strategy, dataset))
 
 
-def call_sizes(
-    done_in_epoch: int, steps_per_epoch: int, steps_per_loop: int, every: int, *, step: int
-) -> list[int]:
-    """How many steps each call of the rest of an epoch runs: `steps_per_loop`, cut short at
-    the epoch's end and, with `every` (checkpoint_every_steps) > 0, at each global step that is
-    a multiple of it. `step` is the global step before the first call."""
+def call_sizes(done_in_epoch, steps_per_epoch, steps_per_loop, every, *, step) -> list[int]:
+    """How many steps each call of the rest of an epoch runs: `steps_per_loop`, cut short at the
+    epoch's end and at each multiple of `every` (> 0) of the global step (`step` before it)."""
     sizes = []
     while done_in_epoch < steps_per_epoch:
         count = min(steps_per_loop, steps_per_epoch - done_in_epoch)
@@ -142,11 +97,8 @@ def call_sizes(
     return sizes
 
 
-def make_step_loop(
-    strategy: tf.distribute.Strategy, replica_step: Callable[[tuple], tf.Tensor]
-) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """`train_steps(iterator, num_steps)` as TensorFlow's loop: each step takes the next batch
-    and runs `replica_step` on every replica (one XLA launch per step if it is compiled)."""
+def make_step_loop(strategy, replica_step):
+    """`train_steps(iterator, num_steps)`: TensorFlow's loop of `replica_step`, a batch a step."""
 
     @tf.function
     def train_steps(iterator, num_steps):
@@ -159,17 +111,12 @@ def make_step_loop(
     return train_steps
 
 
-_CONVOLUTIONS = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D,
-    keras.layers.SeparableConv2D,
+_CONVOLUTIONS = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Conv1D Conv2D Conv3D Conv1DTranspose Conv2DTranspose Conv3DTranspose DepthwiseConv1D"
+        " DepthwiseConv2D SeparableConv1D SeparableConv2D"
+    ).split()
 )
 
 
@@ -182,14 +129,9 @@ def _has_convolutions(model: keras.Model) -> bool:
     )
 
 
-def _steps_in_one_program(
-    strategy: tf.distribute.Strategy, replica_step: Callable[[tuple], tf.Tensor]
-) -> Callable[[object, tf.Tensor], tf.Tensor]:
-    """`train_steps` for one replica with XLA: the call's block of batches (one iterator
-    element, [num_steps, batch, ...]) goes to one XLA program that loops over it, each step's
-    forward pass, gradients and update fused. XLA compiles one program per distinct
-    `num_steps` (usually `steps_per_loop` and an epoch's shorter last call).
-    """
+def _steps_in_one_program(strategy, replica_step):
+    """`train_steps` for one replica with XLA: one XLA program (per distinct `num_steps`) loops
+    over the call's block of batches, one iterator element of [num_steps, batch, ...]."""
 
     @tf.function(jit_compile=True)
     def run_block(block):
@@ -213,23 +155,18 @@ def _steps_in_one_program(
     return train_steps
 
 
-def make_eval_sums(
-    strategy: tf.distribute.Strategy, model: keras.Model | None
-) -> Callable[[object], tf.Tensor]:
+def make_eval_sums(strategy, model: keras.Model | None):
     """Builds `eval_sums(distributed_dataset) -> [count, loss, bce, mse, psnr, ssim]` sums.
 
-    `loss` is what training minimises (BCE plus the activity regulariser), so val_loss is
-    comparable to loss, as in Keras. With `model=None` the inputs themselves are scored against
-    the targets: the quality of the noisy input, the baseline a denoiser must beat.
-    """
+    `loss` is what training minimises, as Keras' val_loss. With `model=None` the inputs
+    themselves are scored: the baseline a denoiser must beat."""
 
     def replica_sums(batch):
         inputs, targets = (pipeline.to_float(images) for images in batch)
         outputs = inputs if model is None else model(inputs, training=False)
         quality = metrics.per_example_quality(targets, outputs)
         count = tf.cast(tf.shape(quality)[0], tf.float32)
-        # Keras divides the activity regulariser by the batch; undo that to get a per-batch sum
-        # (multiply_no_nan: a replica handed an empty final batch contributes 0, not 0/0).
+        # Undo Keras' division by the batch (multiply_no_nan: an empty batch adds 0, not 0/0).
         regularization = 0.0
         if model is not None:
             regularization = tf.math.multiply_no_nan(regularization_loss(model), count)
@@ -261,9 +198,7 @@ def quality(eval_sums, dist_eval_data) -> dict[str, float]:
 
 
 def test_metrics(strategy, model, dist_eval_data, noise_factor: float, eval_sums=None) -> dict:
-    """metrics.json's `test` (the model's output vs the clean test images) and, for a denoiser,
-    `noisy_input` (the noisy input itself vs the clean images: the baseline to beat).
-    `eval_sums` is the model's `make_eval_sums` function if the caller has one already."""
+    """metrics.json's `test` and, for a denoiser, `noisy_input` (the noisy input's) quality."""
     result = {"test": quality(eval_sums or make_eval_sums(strategy, model), dist_eval_data)}
     if noise_factor:
         result["noisy_input"] = quality(make_eval_sums(strategy, None), dist_eval_data)

@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 from conftest import mirrored, synthetic_images
 
-from autoenc import models, pipeline, steps, train
+from autoenc import pipeline, steps, train
+from autoenc.models import dense
 from configs import dense_compress
 
 BATCH = 32
@@ -97,7 +98,7 @@ def test_only_the_one_replica_xla_dense_steps_take_blocks():
     assert takes_blocks(strategy, model, jit_compile=True)
     assert not takes_blocks(strategy, model, jit_compile=False)
     with mirrored(2).scope():
-        assert not takes_blocks(mirrored(2), models.dense_autoencoder().autoencoder, True)
+        assert not takes_blocks(mirrored(2), dense.dense_autoencoder().autoencoder, True)
     conv = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(1, 3)])
     assert not takes_blocks(strategy, conv, jit_compile=True)
     transposed = keras.Sequential([keras.Input((8, 1)), keras.layers.Conv1DTranspose(1, 3)])
