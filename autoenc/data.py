@@ -19,8 +19,6 @@ import numpy as np
 
 from autoenc.errors import DataError
 
-log = logging.getLogger(__name__)
-
 ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"  # as Keras 3.15's
 
 FILES = (
@@ -69,8 +67,7 @@ def _error(text: object) -> DataError:
 
 
 def keras_cache_dir() -> Path:
-    """Where Keras caches Fashion-MNIST, as Keras places it, but reading `KERAS_HOME` on every
-    call rather than once at import. The directory need not exist."""
+    """Keras' Fashion-MNIST cache, reading `KERAS_HOME` on every call (Keras reads it at import)."""
     keras_home = os.environ.get("KERAS_HOME")
     if keras_home:
         base = Path(keras_home).expanduser()
@@ -109,9 +106,8 @@ def read_idx(path: Path | str, *, ndim: int | None = None, sha256: str | None = 
                     "2049 (labels) or 2051 (images)"
                 )
             if ndim is not None and file_ndim != ndim:
-                raise _error(
-                    f"{path}: IDX magic number {magic}, expected {2051 if ndim == 3 else 2049}"
-                )
+                wanted = 2051 if ndim == 3 else 2049
+                raise _error(f"{path}: IDX magic number {magic}, expected {wanted}")
             dims = stream.read(4 * file_ndim)
             if len(dims) < 4 * file_ndim:
                 raise _error(f"{path}: truncated: IDX header ends inside the dimensions")
@@ -166,15 +162,14 @@ def _missing(directory: Path) -> str | None:
 
 def _load_dir(directory: Path, verify_checksums: bool) -> FashionMNIST:
     """Reads the four files in `directory` (which must all exist), then checks each split."""
+    # Only the real files have known hashes and sizes; tests load small synthetic ones unverified.
+    hashes = SHA256 if verify_checksums else (None,) * len(FILES)
+    counts = (TRAIN_COUNT, TEST_COUNT) if verify_checksums else (None, None)
     paths = [directory / name for name in FILES]
     arrays = [
-        read_idx(
-            path, ndim=3 if "images" in path.name else 1, sha256=sha if verify_checksums else None
-        )
-        for path, sha in zip(paths, SHA256, strict=True)
+        read_idx(path, ndim=3 if "images" in path.name else 1, sha256=sha)
+        for path, sha in zip(paths, hashes, strict=True)
     ]
-    # Only the real files have fixed sizes; tests load small synthetic ones unverified.
-    counts = (TRAIN_COUNT, TEST_COUNT) if verify_checksums else (None, None)
     for split, count in enumerate(counts):
         images_path, labels_path = paths[2 * split : 2 * split + 2]
         images, labels = arrays[2 * split : 2 * split + 2]
@@ -266,7 +261,7 @@ def load_fashion_mnist(
         try:
             return _load_dir(directory, verify_checksums)
         except DataError as exc:
-            log.warning("Skipping Fashion-MNIST in %s: %s", directory, exc)
+            logging.getLogger(__name__).warning("Skipping Fashion-MNIST in %s: %s", directory, exc)
             searched.append(f"{directory} ({exc})")
 
     reason = "download disabled"
