@@ -1,9 +1,6 @@
-"""Errors a user can fix, and how the command line reports them.
-
-Library code raises `UserError` (or a subclass) for anything caused by input the user
-controls: a config, a flag, a data file, a work directory. `launch.py` turns one into a single
-line on stderr and the exception's exit code; every other exception is a bug and keeps its
-traceback.
+"""Errors a user can fix: library code raises `UserError` (or a subclass) for anything caused by
+input the user controls; `launch.py` prints it as one line on stderr and exits with its
+`exit_code`. Every other exception is a bug and keeps its traceback.
 """
 
 

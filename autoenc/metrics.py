@@ -1,9 +1,6 @@
-"""Per-example loss and image-quality measures, shared by training, evaluation and reports.
-
-Every function takes a batch of targets and outputs in [0, 1] and returns one value per example,
-so a distributed evaluation can sum them across replicas and divide by the true count (partial
-last batches included). Loss is averaged over pixels first: summing 784 pixels would scale the
-loss (and the effective learning rate) by 784 (tensorflow#48586).
+"""Per-example loss and image quality of outputs against targets in [0, 1], one value per
+example so a distributed evaluation can sum them over replicas and divide by the true count.
+Loss is averaged over the pixels: summing them would scale it by 784 (tensorflow#48586).
 """
 
 import keras
@@ -11,7 +8,7 @@ import tensorflow as tf
 
 from autoenc.models import IMAGE_SHAPE
 
-# The order of the sums `eval_sums` returns; index with QUALITY_NAMES.index(name).
+# The columns of `per_example_quality`.
 QUALITY_NAMES = ("bce", "mse", "psnr", "ssim")
 
 
@@ -23,11 +20,8 @@ def per_example_bce(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
 
 
 def _gaussian_band(size: int = 28, taps: int = 11, sigma: float = 1.5) -> tf.Tensor:
-    """A (size - taps + 1, size) matrix whose rows are the normalised 1-D Gaussian, shifted.
-
-    Multiplying an image by it on both sides is the 'VALID' 2-D Gaussian filter that
-    `tf.image.ssim` applies (its 2-D kernel is the outer product of this 1-D one).
-    """
+    """A (size - taps + 1, size) matrix of shifted normalised 1-D Gaussians: an image times it
+    on both sides is `tf.image.ssim`'s 'VALID' 2-D Gaussian filter (their outer product)."""
     coords = tf.range(taps, dtype=tf.float32) - (taps - 1) / 2.0
     weights = tf.exp(-0.5 * tf.square(coords) / sigma**2)
     weights /= tf.reduce_sum(weights)
@@ -36,13 +30,9 @@ def _gaussian_band(size: int = 28, taps: int = 11, sigma: float = 1.5) -> tf.Ten
 
 
 def ssim_28x28(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-    """Per-image SSIM, equal to `tf.image.ssim(targets, outputs, max_val=1.0)` (to ~1e-6).
-
-    `tf.image.ssim` filters with a depthwise convolution, most of an epoch's evaluation on a
-    2-core CPU (about 13 s per 10,000 images on an AMD EPYC with AVX2); the same separable
-    Gaussian as two small matrix products is over 10x faster. Inputs are (batch, 28, 28, 1) in
-    [0, 1].
-    """
+    """Per-image SSIM of (batch, 28, 28, 1) images in [0, 1], equal to `tf.image.ssim(targets,
+    outputs, max_val=1.0)` to ~1e-6 but much faster on a CPU: the separable Gaussian as two small
+    matrix products instead of `tf.image.ssim`'s depthwise convolution."""
     band = _gaussian_band()
     x, y = targets[..., 0], outputs[..., 0]
 
@@ -63,8 +53,8 @@ def ssim_28x28(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
 def per_example_quality(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
     """Per-example [bce, mse, psnr, ssim] (shape [batch, 4]) of outputs against targets.
 
-    PSNR is 10 log10(1 / MSE) per image (peak value 1), with MSE floored at 1e-10 so a perfect
-    copy scores 100 dB rather than infinity; SSIM is `tf.image.ssim`'s with max_val 1.
+    PSNR is 10 log10(1 / MSE) with peak value 1 and MSE floored at 1e-10, so a perfect copy
+    scores 100 dB rather than infinity.
     """
     targets = tf.reshape(targets, [-1, *IMAGE_SHAPE])
     outputs = tf.reshape(outputs, [-1, *IMAGE_SHAPE])

@@ -1,15 +1,8 @@
-"""Graceful stops: SIGTERM or SIGINT finishes the current step call, checkpoints, and exits.
-
-Preemptible machines send SIGTERM before they kill; a user's Ctrl-C sends SIGINT. Either sets a
-flag that the training loop checks between traced step calls (a signal cannot interrupt a step
-that is running in C++ anyway), so the checkpoint it then writes is consistent. The run ends
-with `Preempted`, whose exit code (75, EX_TEMPFAIL: "try again") tells a job scheduler that
-rerunning the same command resumes the run. After the last epoch (test scoring, figures) a
-signal stops the run at once, since everything it would lose is redone by rerunning.
-
-TensorFlow's `PreemptionCheckpointHandler` does not fit this loop: it wraps one step per call
-and owns the checkpoint, while this loop runs `steps_per_loop` steps per call and checkpoints
-state (early stopping, history) that the handler does not know about.
+"""Graceful stops: SIGTERM (a preemptible machine's warning) or SIGINT (Ctrl-C) sets a flag that
+the training loop reads between step calls, so the checkpoint it then writes is consistent, and
+the run ends with `Preempted` (exit 75, EX_TEMPFAIL): rerunning the same command resumes it.
+TensorFlow's `PreemptionCheckpointHandler` does not fit: it wraps one step per call and owns the
+checkpoint, while this loop runs several steps per call and saves state the handler never sees.
 """
 
 import contextlib
@@ -28,8 +21,6 @@ class Preempted(UserError):
 class StopSignals:
     """Context manager that records SIGTERM/SIGINT instead of dying on them."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
     def __init__(self):
         self.received: int | None = None
         self._previous = {}
@@ -37,7 +28,7 @@ class StopSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():  # handlers need the main thread
-            for signum in self.SIGNALS:
+            for signum in (signal.SIGTERM, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -53,9 +44,9 @@ class StopSignals:
 
     @contextlib.contextmanager
     def stopping_at_once(self, message: str):
-        """Within the block a signal stops the run at once, raising `Preempted(message)`
-        (`{signal}` in it is replaced by the signal's name); one already received raises on
-        entry. For work after the last checkpoint that rerunning the command redoes."""
+        """Within the block a signal (or one already received) raises `Preempted(message)` at
+        once, `{signal}` in it naming the signal: for work after the last checkpoint, such as
+        test scoring and figures, that rerunning the command redoes."""
         self._at_once = message
         try:
             if self.received:
