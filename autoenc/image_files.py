@@ -1,18 +1,12 @@
 """Reading a user's image files into grey float images, and writing results back (Pillow, numpy).
 
-Two kinds of file, told apart by the suffix:
+- Pictures, `.png`, `.jpg`, `.jpeg` (PNG or JPEG content): grey by Pillow's luma
+  L = 0.299 R + 0.587 G + 0.114 B, transparency ignored, 8-bit values divided by 255 and 16-bit
+  grey PNG by 65535; more than `PIL.Image.MAX_IMAGE_PIXELS` is refused. Results: 8-bit grey PNG.
+- Arrays, `.npy`: an (H, W) image or an (N, H, W) stack, uint8 as 0..255, float as 0..1 (values
+  outside are refused, not guessed at). Results: float32 in [0, 1] of the input's shape.
 
-- Pictures, `.png`, `.jpg`, `.jpeg` (the content must be PNG or JPEG): one image each. Colour
-  becomes grey by luminance, Pillow's ITU-R 601-2 luma L = 0.299 R + 0.587 G + 0.114 B;
-  transparency is ignored; 8-bit values are divided by 255, 16-bit greyscale PNG by 65535.
-  Results are written as 8-bit greyscale PNG. A picture of more pixels than Pillow opens
-  (`PIL.Image.MAX_IMAGE_PIXELS`, its guard against decompression bombs) is refused.
-- Arrays, `.npy`: one image of shape (H, W) or a stack (N, H, W); uint8 is read as 0..255,
-  float as 0..1 (values outside [0, 1] are refused rather than guessed at). Results are written
-  as float32 in [0, 1] with the input's shape.
-
-Every problem with a file is a `FileProblem` whose message says what is wrong with it; the
-caller reports it and goes on with the next file.
+A problem with a file is a `FileProblem` saying what is wrong; the caller reports it and goes on.
 """
 
 import io
@@ -26,10 +20,8 @@ from PIL import Image, UnidentifiedImageError
 
 from autoenc import workdir as workdir_lib
 
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIX = ".npy"
-SUPPORTED_SUFFIXES = (*PICTURE_SUFFIXES, ARRAY_SUFFIX)
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")  # how Pillow opens 16-bit grey PNG
+SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ARRAY_SUFFIX)
 
 
 class FileProblem(Exception):
@@ -40,21 +32,12 @@ class Images(NamedTuple):
     """The images of one file, and how the file held them (to write results the same way)."""
 
     pixels: np.ndarray  # float32 in [0, 1], shape (N, H, W); N = 1 for a picture
-    from_array: bool  # a .npy file (else a picture)
-    stacked: bool  # a .npy of shape (N, H, W) (else one image)
-
-
-def is_array_file(path: pathlib.Path) -> bool:
-    return path.suffix.lower() == ARRAY_SUFFIX
+    array_shape: tuple | None  # the shape of a .npy file's array; None for a picture
 
 
 def read_images(path: pathlib.Path) -> Images:
-    """A file's images, as float32 in [0, 1] of shape (N, H, W).
-
-    Raises:
-        FileProblem: the file is missing, unreadable, of an unsupported kind, or holds
-            something other than grey images in the documented ranges.
-    """
+    """A file's images, float32 in [0, 1] of shape (N, H, W); a FileProblem for a missing,
+    unreadable or unsupported file, or one not of grey images in the documented ranges."""
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise FileProblem(
             f"unsupported file type {path.suffix or '(no suffix)'!r};"
@@ -62,10 +45,10 @@ def read_images(path: pathlib.Path) -> Images:
         )
     if not path.is_file():
         raise FileProblem("no such file")
-    if is_array_file(path):
+    if path.suffix.lower() == ARRAY_SUFFIX:
         array = _read_array(path)
-        return Images(array if array.ndim == 3 else array[np.newaxis], True, array.ndim == 3)
-    return Images(_read_picture(path)[np.newaxis], False, False)
+        return Images(array.reshape(-1, *array.shape[-2:]), array.shape)
+    return Images(_read_picture(path)[np.newaxis], None)
 
 
 def _read_picture(path: pathlib.Path) -> np.ndarray:
@@ -75,7 +58,7 @@ def _read_picture(path: pathlib.Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=["PNG", "JPEG"]) as picture:
                 picture.load()  # decode now, so a truncated file fails here
-                if picture.mode in SIXTEEN_BIT_MODES:
+                if picture.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey PNG
                     pixels, scale = np.array(picture, dtype=np.float32), 65535.0
                 else:
                     pixels, scale = np.array(picture.convert("L"), dtype=np.float32), 255.0
@@ -101,34 +84,28 @@ def _read_array(path: pathlib.Path) -> np.ndarray:
     if array.ndim not in (2, 3) or 0 in array.shape:
         raise FileProblem(f"array of shape {array.shape}; expected one HxW image or NxHxW")
     if array.dtype == np.uint8:
-        images = array.astype(np.float32) / 255.0
-    elif np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
-            raise FileProblem(
-                f"float values must be in [0, 1], found {array.min():g} to {array.max():g}"
-                " (for 0..255 use uint8)"
-            )
-        images = array.astype(np.float32)
-    else:
+        return array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.floating):
         raise FileProblem(f"dtype {array.dtype}; expected uint8 (0..255) or float (0..1)")
-    return images
+    if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+        raise FileProblem(
+            f"float values must be in [0, 1], found {array.min():g} to {array.max():g}"
+            " (for 0..255 use uint8)"
+        )
+    return array.astype(np.float32)
 
 
 def output_suffix(path: pathlib.Path) -> str:
     """The suffix of the result for an input file: .npy for an array, else .png."""
-    return ARRAY_SUFFIX if is_array_file(path) else ".png"
+    return ARRAY_SUFFIX if path.suffix.lower() == ARRAY_SUFFIX else ".png"
 
 
 def write_like(target: pathlib.Path, results: np.ndarray, source: Images) -> None:
-    """Writes (N, H, W) results in [0, 1] the way `source` held its images: 8-bit PNG for a
-    picture, float32 .npy of the source's shape for an array. Atomic: never half-written.
-
-    Raises:
-        FileProblem: the file cannot be written.
-    """
+    """Writes (N, H, W) results in [0, 1] atomically, as `source` held its images: 8-bit PNG
+    for a picture, float32 .npy of the source's shape for an array; FileProblem if it cannot."""
     buffer = io.BytesIO()
-    if source.from_array:
-        np.save(buffer, (results if source.stacked else results[0]).astype(np.float32))
+    if source.array_shape is not None:
+        np.save(buffer, results.reshape(source.array_shape).astype(np.float32))
     else:
         pixels = np.clip(results[0], 0.0, 1.0)  # one float copy, scaled and rounded in place
         pixels *= 255.0
