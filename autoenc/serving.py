@@ -1,18 +1,11 @@
 """A trained model as three image-level functions: reconstruct, encode and decode.
 
-Both the SavedModel export (`autoenc.export`) and applying a model to image files
-(`autoenc.apply`) call these, so an exported model gives exactly what `--mode=apply` gives.
-Images are float32 in [0, 1] of shape (N, H, W), one grey channel without a channel axis, for
-every model; a flat model's 784-vectors (`models.ModelSpec.flat`) stay inside.
-
-- `reconstruct(image)`: the autoencoder's output, (N, H, W). A flat model takes exactly 28x28.
-  An image model (the conv denoiser, the U-Net) is fully convolutional and takes any H and W:
-  it pads the image to a multiple of the model's `size_multiple` (4 for two 2x2 poolings) by
-  repeating the last row and column (edge padding), runs, and crops back. Edge padding
-  continues the border (a dark background stays dark) and works for any size, even 1 pixel;
-  reflecting would mirror garment detail into the margin.
-- `encode(image)`: 28x28 images to codes, e.g. (N, encoding_dim) dense or (N, 7, 7, 32) conv.
-- `decode(code)`: codes to 28x28 images.
+The SavedModel export and `--mode=apply` both call these, so an export gives what apply gives.
+Images are float32 in [0, 1] of shape (N, H, W), grey without a channel axis (a flat model's
+784-vectors stay inside). `reconstruct` takes 28x28 for a flat model, any H and W for an image
+model: it pads to a multiple of the model's `size_multiple` by repeating the last row and column
+(which keeps a dark background dark, where reflecting would mirror garment detail into the
+margin), runs, and crops back. `encode` takes 28x28 images to codes, `decode` codes to images.
 """
 
 import keras
@@ -32,10 +25,8 @@ def pad_edges(images: tf.Tensor, multiple: int) -> tf.Tensor:
 
 
 def any_size_denoiser(autoencoder: keras.Model) -> keras.Model:
-    """The conv denoiser's layers (shared, so the same weights) on inputs of any H and W.
-
-    The trained model's input is declared 28x28x1 and Keras refuses other sizes; the layers
-    themselves are all convolutions, poolings and upsamplings, which take any size. A model
+    """The conv denoiser's layers (shared, so the same weights) on inputs of any H and W: its
+    input is declared 28x28x1, which Keras enforces, though each layer takes any size. A model
     declared on any size already (the U-Net, whose skips are not one chain) is returned as is.
     """
     if autoencoder.input.shape[1:3] == (None, None):
@@ -47,10 +38,8 @@ def any_size_denoiser(autoencoder: keras.Model) -> keras.Model:
 
 
 class ServingFunctions(tf.Module):
-    """`reconstruct`, `encode` and `decode` as `tf.function`s with fixed signatures.
-
-    A `tf.Module`, so `tf.saved_model.save` saves the models' weights with the functions.
-    """
+    """`reconstruct`, `encode` and `decode` as `tf.function`s with fixed signatures; a
+    `tf.Module`, so `tf.saved_model.save` saves the models' weights with the functions."""
 
     def __init__(self, nets: models.Autoencoder, model: str):
         """`nets` built as the model named `model` builds them (`models.build`)."""
@@ -60,19 +49,12 @@ class ServingFunctions(tf.Module):
         self.autoencoder, self.encoder, self.decoder = nets
         if not self.flat:
             self.any_size = any_size_denoiser(nets.autoencoder)
-        image_size = 28 if self.flat else None  # an image model takes any size
-        code_shape = self.encoder.output.shape[1:]
-        self.reconstruct = tf.function(
-            self._reconstruct,
-            input_signature=[tf.TensorSpec([None, image_size, image_size], tf.float32, "image")],
-        )
-        self.encode = tf.function(
-            self._encode, input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, "image")]
-        )
-        self.decode = tf.function(
-            self._decode,
-            input_signature=[tf.TensorSpec([None, *code_shape], tf.float32, "code")],
-        )
+        image = tf.TensorSpec([None, 28, 28], tf.float32, "image")
+        any_image = image if self.flat else tf.TensorSpec([None, None, None], tf.float32, "image")
+        code = tf.TensorSpec([None, *self.encoder.output.shape[1:]], tf.float32, "code")
+        self.reconstruct = tf.function(self._reconstruct, input_signature=[any_image])
+        self.encode = tf.function(self._encode, input_signature=[image])
+        self.decode = tf.function(self._decode, input_signature=[code])
 
     def _reconstruct(self, image):
         if self.flat:
@@ -94,9 +76,5 @@ class ServingFunctions(tf.Module):
 
     def signatures(self) -> dict:
         """The serving signatures of an export, by name (`serving_default` = `reconstruct`)."""
-        return {
-            "serving_default": self.reconstruct,
-            "reconstruct": self.reconstruct,
-            "encode": self.encode,
-            "decode": self.decode,
-        }
+        named = {"reconstruct": self.reconstruct, "encode": self.encode, "decode": self.decode}
+        return {"serving_default": self.reconstruct, **named}
