@@ -1,12 +1,8 @@
 """Scoring a trained run's best checkpoint on the test images, without training (`--mode=eval`).
 
-`evaluate_workdir` computes exactly what training's final test computes for metrics.json
-(`autoenc.steps.test_metrics`): the same evaluation dataset, the same per-example sums
-(`steps.make_eval_sums`) and the same means, so at the run's own noise level and seed it
-reproduces metrics.json's `test` and `noisy_input` (to float summation order, which depends on
-the replica count). It may also score at another noise level or noise seed. It writes nothing:
-`evaluation_path` names the file the command line writes, under `WORKDIR/eval/`, apart from the
-training's metrics.json so that an evaluation can never overwrite it.
+`evaluate_workdir` computes what training's final test computes (`steps.test_metrics` on the
+same dataset), so at the run's own noise it reproduces metrics.json up to float summation order.
+It writes nothing; `evaluation_path` names the command line's file, under `WORKDIR/eval/`.
 """
 
 import math
@@ -19,6 +15,8 @@ from autoenc import checkpoints, models, pipeline, steps
 from autoenc import config as config_lib
 from autoenc import data as data_lib
 from autoenc.errors import UsageError
+
+NOISE_FLAGS_HINT = " (--noise_factor and --eval_seed choose another noise level or noise seed)"
 
 
 def _check_noise(noise_factor: float, seed: int) -> None:
@@ -37,41 +35,30 @@ def _check_noise(noise_factor: float, seed: int) -> None:
 def evaluate_workdir(
     config, workdir, *, noise_factor=None, seed=None, data=None, weights="best"
 ) -> dict:
-    """Scores a run's best checkpoint (or its final weights) on the test images, as
-    metrics.json does.
+    """Scores a run's best checkpoint (or its final weights) on the test images as
+    metrics.json does, at the run's own noise or another.
 
     Args:
-        config: the config the run was trained with (overrides applied); a config that differs
-            in the model's fields or `checkpoints.TEST_NOISE_FIELDS` is refused.
-        workdir: a finished or interrupted run's work directory (it must have a best checkpoint).
-        noise_factor: noise level of the inputs, clip(x + noise_factor·N(0,1), 0, 1); None = the
-            run's own `config.noise_factor`; 0 = clean inputs.
-        seed: seed of that noise; None = the run's own `config.seed`. The noise of each test
-            batch is keyed on (seed, batch index) with the run's batch size, as in training.
+        config, workdir: the run, as in `checkpoints.open_trained_run`; a config must also
+            agree on `checkpoints.TEST_NOISE_FIELDS`.
+        noise_factor, seed: the inputs' noise, drawn per batch of the run's size as in training;
+            None for the run's own. A noise_factor of 0 gives clean inputs.
         data: a `data.FashionMNIST` to use instead of loading the real files (tests).
         weights: "best" (the best checkpoint) or "final" (the weights training ended with).
 
     Returns:
-        {"test": {bce, mse, psnr, ssim} of the model's output against the clean test images,
-         "noisy_input": the same four for the noisy input itself (only if noise_factor > 0),
-         "noise_factor": float, "seed": int,
-         "checkpoint": the best checkpoint scored, relative to the workdir (e.g. "best/ckpt-7")}
+        {"test": {bce, mse, psnr, ssim}, "noisy_input": the same of the noisy input (if there
+        is noise), "noise_factor", "seed", "checkpoint": relative to workdir, e.g. "best/ckpt-7"}
 
     Raises:
-        UserError: no best checkpoint, a run still using the workdir, or missing data.
-        UsageError: a config that is not the run's, or a negative noise level.
+        UserError: what `open_trained_run` raises, missing data, or a noise flag out of bounds.
     """
     workdir = pathlib.Path(workdir)
     noise_factor = float(config.noise_factor if noise_factor is None else noise_factor)
     seed = int(config.seed if seed is None else seed)
     _check_noise(noise_factor, seed)
-    trained = checkpoints.open_trained_run(
-        config,
-        workdir,
-        weights=weights,
-        also=checkpoints.TEST_NOISE_FIELDS,
-        hint=" (--noise_factor and --eval_seed choose another noise level or noise seed)",
-    )
+    also, hint = checkpoints.TEST_NOISE_FIELDS, NOISE_FLAGS_HINT
+    trained = checkpoints.open_trained_run(config, workdir, weights=weights, also=also, hint=hint)
     with trained as (nets, best):
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
@@ -82,15 +69,10 @@ def evaluate_workdir(
             noise_factor=noise_factor,
             input_shape=models.input_shape(config),
         )
-        # One device is enough to score; the sums are the same as training's up to the order
-        # in which its replicas' partial sums were added.
+        # One device scores the same sums as training's replicas, added in another order.
         strategy = tf.distribute.get_strategy()
         result = steps.test_metrics(strategy, nets.autoencoder, test_data, noise_factor)
-    result.update(
-        noise_factor=noise_factor,
-        seed=seed,
-        checkpoint=os.path.relpath(best, workdir),
-    )
+    result.update(noise_factor=noise_factor, seed=seed, checkpoint=os.path.relpath(best, workdir))
     return result
 
 
