@@ -8,8 +8,8 @@ Configs (configs/NAME.py): {configs}; or a path to a .py file with get_config().
 Overrides: --config.FIELD=VALUE or --config.FIELD VALUE, dotted for nested fields
 (--config.early_stopping.patience=5). The workdir defaults to runs/NAME; rerunning the same
 command resumes an interrupted run.
-Modes: train (the default); figures, eval, export and apply use a trained run's best
-checkpoint and read its config from DIR/config.json, so they need no --config.
+Modes: train (the default); figures, eval, export, apply and embeddings use a trained run's
+best checkpoint and read its config from DIR/config.json, so they need no --config.
 Reference: docs/usage.md.
 
 Examples:
@@ -64,9 +64,10 @@ flags.DEFINE_enum(
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "figures", "eval", "export", "apply"],
+    ["train", "figures", "eval", "export", "apply", "embeddings"],
     "train; or, from WORKDIR's best checkpoint: figures (redraw WORKDIR/figures/), eval (test"
-    " metrics to WORKDIR/eval/), export (a SavedModel), apply (to your image files).",
+    " metrics to WORKDIR/eval/), export (a SavedModel), apply (to your image files),"
+    " embeddings (the code's Projector files, figures and probe.json).",
 )
 flags.DEFINE_float("noise_factor", None, "eval: noise level of the test inputs; default the run's.")
 flags.DEFINE_integer("eval_seed", None, "eval: seed of that noise; default the run's seed.")

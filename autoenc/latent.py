@@ -50,6 +50,11 @@ WALK_STEPS = plots.ITEMS - 2  # decoded codes between the two images of a row
 MAP_INCHES = (8.0, 6.0)
 
 
+def has_code(nets) -> bool:
+    """Whether a `models.Autoencoder`'s encoder gives one code vector per image."""
+    return len(nets.encoder.output_shape) == 2
+
+
 def check_code(nets) -> None:
     """Refuses a `models.Autoencoder` whose encoder gives feature maps, not one code vector
     per image, which everything in this module needs.
@@ -57,7 +62,7 @@ def check_code(nets) -> None:
     Raises:
         UserError: naming the feature maps' shape.
     """
-    if len(nets.encoder.output_shape) != 2:
+    if not has_code(nets):
         shape = "x".join(str(size) for size in nets.encoder.output_shape[1:])
         raise UserError(
             f"no code to show for this model: its encoder gives {shape} feature maps, not one"
@@ -255,9 +260,21 @@ def from_workdir(config, workdir, *, data=None, classifier: str = "knn5") -> dic
         check_code(nets)  # before the data is read
         if data is None:
             data = data_lib.load_fashion_mnist(config.data_dir or None)
-        write_projector(nets, data.x_test, data.y_test, workdir)
-        write_figures(nets, data.x_test, data.y_test, workdir / "figures")
-        train_codes, test_codes = codes(nets, data.x_train), codes(nets, data.x_test)
-    result = probe.compare(train_codes, test_codes, data, classifier)
+        result = describe(nets, data, workdir, classifier)
     workdir_lib.write_json(workdir / "probe.json", result)
+    return result
+
+
+def describe(nets, data, logdir, classifier: str = "knn5") -> dict:
+    """Writes the Projector files of the test images' codes into `LOGDIR/projector/` (with the
+    probe's accuracies as scalars), the code figures into `LOGDIR/figures/`, and returns the
+    probe of the code (`probe.compare`, fitted on the training images' codes)."""
+    logdir = pathlib.Path(logdir)
+    directory = write_projector(nets, data.x_test, data.y_test, logdir)
+    write_figures(nets, data.x_test, data.y_test, logdir / "figures")
+    result = probe.compare(codes(nets, data.x_train), codes(nets, data.x_test), data, classifier)
+    with tf.summary.create_file_writer(str(directory)).as_default():
+        for name in ("code", "pca", "pixels"):
+            if result[name] is not None:
+                tf.summary.scalar(f"probe/{classifier}_{name}", result[name], step=0)
     return result

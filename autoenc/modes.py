@@ -10,7 +10,7 @@ import sys
 from absl import logging
 
 from autoenc import apply as apply_lib
-from autoenc import evaluate, export, plots, train
+from autoenc import evaluate, export, latent, plots, train
 from autoenc import workdir as workdir_lib
 from autoenc.errors import UsageError, UserError
 
@@ -49,6 +49,16 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
         except OSError as e:
             raise UserError(f"cannot write figures in {workdir}: {e.strerror or e}") from None
         logging.info("figures: %s", ", ".join(str(path) for path in paths))
+    elif mode == "embeddings":
+        result = latent.from_workdir(config, workdir)
+        logging.info(
+            "code probe (%s): code %.4f, PCA of its width %s, pixels %.4f; Projector files in %s",
+            result["classifier"],
+            result["code"],
+            "-" if result["pca"] is None else f"{result['pca']:.4f}",
+            result["pixels"],
+            f"{workdir}/projector",
+        )
     elif mode == "eval":
         noise_factor, seed = options.get("noise_factor"), options.get("eval_seed")
         run_eval(config, workdir, noise_factor, seed, weights)

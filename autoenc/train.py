@@ -25,7 +25,7 @@ from absl import logging
 
 from autoenc import config as config_lib
 from autoenc import data as data_lib
-from autoenc import distribute, models, pipeline, preemption, steps
+from autoenc import distribute, latent, models, pipeline, preemption, steps
 from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
@@ -136,12 +136,12 @@ def train_and_evaluate(
         strategy = strategy or distribute.make_strategy(resolver)  # before any other TF op
         stop_signals = stack.enter_context(preemption.StopSignals())
         # Tensors copy the images; not keeping the numpy arrays too saves 55 MB for the run.
-        images = (
-            tf.constant(data.x_train[: config.train_examples or None]),
-            tf.constant(data.x_test),
-        )
+        count = config.train_examples or None
+        images = (tf.constant(data.x_train[:count]), tf.constant(data.x_test))
+        labels = (data.y_train[:count], data.y_test)  # for the probe of a model's code
         del data
         run = _build_run(config, workdir, output_dir, images, strategy, stop_signals)
+        run.labels = labels
         try:
             return _train(run)
         except OSError as e:  # history.csv, metrics.json or a figure on a full disk
@@ -180,11 +180,12 @@ class _Run:
     workdir: pathlib.Path  # where the run is read from
     output_dir: pathlib.Path  # where it writes: the workdir, or a non-chief worker's temp dir
     strategy: tf.distribute.Strategy
-    model: keras.Model
+    nets: models.Autoencoder
     optimizer: keras.optimizers.Optimizer
     state: RunState
     train_steps: steps.TrainSteps
     batches: pipeline.TrainBatches
+    test_images: tf.Tensor
     eval_data: tf.data.Dataset  # before distribution, for the figures
     eval_data_distributed: object
     eval_sums: object
@@ -192,6 +193,11 @@ class _Run:
     summaries: summaries_lib.Summaries
     stop_signals: preemption.StopSignals
     stop_requested: object  # any_worker(flag) -> bool
+    labels: tuple = ()  # the (train, test) classes, for the probe of a model's code
+
+    @property
+    def model(self) -> keras.Model:
+        return self.nets.autoencoder
 
     def done_in_epoch(self) -> int:
         """Steps of the current epoch already trained (non-zero after a mid-epoch resume)."""
@@ -265,13 +271,14 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
         workdir=workdir,
         output_dir=output_dir,
         strategy=strategy,
-        model=nets.autoencoder,
+        nets=nets,
         optimizer=optimizer,
         state=state,
         train_steps=steps.TrainSteps(
             strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
         ),
         batches=batches,
+        test_images=test_images,
         eval_data=eval_data,
         eval_data_distributed=distribute.distribute_dataset(strategy, eval_data),
         eval_sums=steps.make_eval_sums(strategy, nets.autoencoder),
@@ -435,6 +442,8 @@ def _finish(run: _Run) -> dict:
             run.config.noise_factor,
             eval_sums=run.eval_sums,  # traced for validation already
         )
+        chief = run.output_dir == run.workdir  # a non-chief worker's files are thrown away
+        code = _describe_code(run) if chief and latent.has_code(run.nets) else None
         metrics = dict(
             best_epoch=best_epoch,
             best_val_loss=state.best.best,
@@ -443,6 +452,7 @@ def _finish(run: _Run) -> dict:
             **test,
             final=dict(epoch=final_epoch, test=final_test or test["test"]),
             replicas=run.strategy.num_replicas_in_sync,
+            **({"code": code} if code else {}),
         )
         workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
         logging.info("test (best model, epoch %d): %s", best_epoch, metrics["test"])
@@ -450,9 +460,23 @@ def _finish(run: _Run) -> dict:
             logging.info("test (noisy input): %s", metrics["noisy_input"])
         logging.info("weights fingerprint %s", weights_fingerprint(run.model))
         summaries_lib.write_hparams(run.output_dir, run.config, metrics)
-        if run.output_dir == run.workdir:  # a non-chief worker's figures would be thrown away
+        if chief:
             plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
     return metrics
+
+
+def _describe_code(run: _Run) -> dict:
+    """The best model's code: the Projector files, the code figures, and the probe of how
+    well it tells the classes apart against PCA and the pixels (metrics.json's `code`)."""
+    data = data_lib.FashionMNIST(
+        x_train=run.batches.images.numpy(),
+        y_train=run.labels[0],
+        x_test=run.test_images.numpy(),
+        y_test=run.labels[1],
+    )
+    result = latent.describe(run.nets, data, run.workdir)
+    logging.info("code probe: %s", result)
+    return result
 
 
 FINISH_INTERRUPTED = (

@@ -37,9 +37,11 @@ def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # name the file the user knows, not the temporary one
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

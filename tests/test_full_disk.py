@@ -8,6 +8,8 @@ and the same command without the limit must resume from it and train exactly as 
 never failed.
 """
 
+import errno
+import os
 import resource
 import subprocess
 import sys
@@ -16,8 +18,9 @@ import pytest
 from conftest import HAVE_REAL_DATA, ROOT
 
 from autoenc import run_state
+from autoenc import workdir as workdir_lib
 
-pytestmark = pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs dataset-fashion-mnist")
+needs_real_data = pytest.mark.skipif(not HAVE_REAL_DATA, reason="needs dataset-fashion-mnist")
 ARGS = [
     "--config=dense_compress",
     "--config.train_examples=512",
@@ -46,6 +49,7 @@ def fingerprint(result) -> str:
     return result.stderr.rsplit("weights fingerprint ", 1)[1].split()[0]
 
 
+@needs_real_data
 def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path):
     workdir = tmp_path / "run"
     assert launch(workdir, "--config.epochs=1").returncode == 0
@@ -63,3 +67,18 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_resumes(tmp_path)
     assert "Resuming from" in resumed.stderr
     uninterrupted = launch(tmp_path / "straight", "--config.epochs=2")
     assert fingerprint(resumed) == fingerprint(uninterrupted)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path, monkeypatch):
+    path = tmp_path / "history.csv"
+    path.write_text("the previous version")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError) as raised:
+        workdir_lib.atomic_write_text(path, "the new version")
+    assert (raised.value.filename, raised.value.strerror) == (str(path), "No space left on device")
+    assert path.read_text() == "the previous version"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary file left

@@ -3,6 +3,7 @@ structure, the probe's comparison with PCA and the pixels, the codes of a model,
 Projector files as the real `tensorboard` server serves them to a browser.
 """
 
+import contextlib
 import json
 import re
 import subprocess
@@ -13,13 +14,14 @@ import urllib.request
 
 import numpy as np
 import pytest
-from trained_runs import copy_run
+from conftest import mirrored
+from trained_runs import copy_run, trained_run
 
-from autoenc import latent, models, plots, probe
+from autoenc import latent, models, plots, probe, train
 from autoenc.data import FashionMNIST
 from autoenc.errors import UserError
 from autoenc.studies import pca as pca_lib
-from configs import conv_denoise, dense_compress
+from configs import conv_denoise, deep_compress, dense_compress
 
 STARTUP_SECONDS = 90  # a few seconds on an idle machine; generous for a loaded one
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
@@ -176,6 +178,28 @@ def _poll(process, log, fetch):
     pytest.fail(f"tensorboard not ready in {STARTUP_SECONDS} s: {log.read_text()}")
 
 
+@contextlib.contextmanager
+def tensorboard(logdir, log):
+    """The projector plugin's URL of a real `tensorboard --logdir=LOGDIR`, stopped after."""
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}"]
+            + ["--host=127.0.0.1", "--port=0"],  # port 0: the OS picks a free one
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        url = _poll(process, log, lambda: re.search(r"http://127\.0\.0\.1:\d+", log.read_text()))
+        yield process, f"{url[0]}/data/plugin/projector"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def test_tensorboard_projector_serves_the_codes_classes_and_sprite(
     dense_nets, labelled_data, tmp_path
 ):
@@ -183,18 +207,8 @@ def test_tensorboard_projector_serves_the_codes_classes_and_sprite(
     directory = latent.write_projector(dense_nets, images, labels, tmp_path / "run")
     latent.write_projector(dense_nets, images, labels, tmp_path / "run")  # a rerun replaces
     assert directory == tmp_path / "run" / "projector"
-    log = tmp_path / "tensorboard.txt"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", f"--logdir={tmp_path / 'run'}"]
-            + ["--host=127.0.0.1", "--port=0"],  # port 0: the OS picks a free one
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        url = _poll(process, log, lambda: re.search(r"http://127\.0\.0\.1:\d+", log.read_text()))
-        api = f"{url[0]}/data/plugin/projector"
-        runs = _poll(process, log, lambda: json.loads(_get(f"{api}/runs")))
+    with tensorboard(tmp_path / "run", tmp_path / "tensorboard.txt") as (process, api):
+        runs = _poll(process, tmp_path / "tensorboard.txt", lambda: json.loads(_get(f"{api}/runs")))
         assert runs == ["projector"]
         info = json.loads(_get(f"{api}/info?run=projector"))
         [embedding] = info["embeddings"]
@@ -207,10 +221,32 @@ def test_tensorboard_projector_serves_the_codes_classes_and_sprite(
         assert names == [latent.CLASS_NAMES[label] for label in labels]
         png = _get(f"{api}/sprite_image?{query}")
         assert int.from_bytes(png[16:20], "big") == 8 * 28  # 50 thumbnails: an 8x8 grid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+def test_training_a_deep_compressor_probes_its_code_and_tensorboard_shows_it(
+    labelled_data, tmp_path
+):
+    config = deep_compress.get_config()
+    config.update(dict(epochs=1, batch_size=64, image_every_epochs=0, loss_every_steps=0))
+    workdir = tmp_path / "runs" / "deep"
+    metrics = train.train_and_evaluate(config, workdir, data=labelled_data, strategy=mirrored(1))
+    code = metrics["code"]
+    assert json.loads((workdir / "metrics.json").read_text())["code"] == code
+    assert (code["classifier"], code["width"]) == ("knn5", config.encoding_dim)
+    assert code["pixels"] > 0.95 and 0 <= code["pca"] <= 1 and 0 <= code["code"] <= 1
+    assert {"code_map.png", "code_walks.png"} <= {p.name for p in (workdir / "figures").iterdir()}
+    log = tmp_path / "tensorboard.txt"
+    with tensorboard(tmp_path / "runs", log) as (process, api):  # as `tensorboard --logdir runs`
+        runs = _poll(process, log, lambda: json.loads(_get(f"{api}/runs")))
+        assert runs == ["deep/projector"]
+        [embedding] = json.loads(_get(f"{api}/info?run=deep/projector"))["embeddings"]
+        assert [int(size) for size in embedding["tensorShape"]] == [200, config.encoding_dim]
+        query = urllib.parse.urlencode({"run": "deep/projector", "name": latent.TENSOR_NAME})
+        names = _get(f"{api}/metadata?{query}").decode().splitlines()
+        assert names == [latent.CLASS_NAMES[label] for label in labelled_data.y_test]
+        assert len(set(names)) == 10
+
+
+def test_a_conv_run_has_no_code_probe(tiny_data, tmp_path_factory):
+    metrics = trained_run("conv", tiny_data, tmp_path_factory)[2]
+    assert "code" not in metrics
