@@ -124,12 +124,9 @@ def train_and_evaluate(
             output_dir = pathlib.Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="autoenc-worker-"))
             )
-        resuming = workdir_lib.check_resumable(workdir, config)
-        metrics = _read_metrics(workdir) if resuming else None
-        reason = metrics and _finished_message(metrics, config)
-        if reason:
-            logging.info("%s is already finished: %s.", workdir, reason)
-            return metrics
+        finished = workdir_lib.check_resumable(workdir, config) and _finished(workdir, config)
+        if finished:
+            return finished
         if data is None:  # before the strategy, whose start-up log would precede a data error
             data = data_lib.load_fashion_mnist(config.data_dir or None)
         config_lib.validate(config, num_train_images=len(data.x_train))
@@ -148,28 +145,26 @@ def train_and_evaluate(
             raise UserError(f"cannot write {e.filename}: {e.strerror}") from None
 
 
-def _read_metrics(workdir: pathlib.Path) -> dict | None:
+def _finished(workdir: pathlib.Path, config) -> dict | None:
+    """metrics.json of a run that needs no more training (logging why), else None."""
     path = workdir / "metrics.json"
     if not path.exists():
         return None
     try:
         metrics = json.loads(path.read_text())
-        _ = metrics["epochs_completed"], metrics["stopped_early"]
-        return metrics
+        done, stopped_early = metrics["epochs_completed"], metrics["stopped_early"]
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise UserError(
             f"cannot read {path} ({type(e).__name__}: {e}); delete it to score the run again"
         ) from None
-
-
-def _finished_message(metrics: dict, config) -> str | None:
-    """Why a run whose metrics.json exists needs no more training, or None to go on."""
-    done = metrics["epochs_completed"]
-    if metrics["stopped_early"]:
-        return f"early stopping ended it after epoch {done}"
-    if config.epochs <= done:
-        return f"it trained {done} of {config.epochs} epochs; a larger --config.epochs extends it"
-    return None
+    if stopped_early:
+        reason = f"early stopping ended it after epoch {done}"
+    elif config.epochs <= done:
+        reason = f"it trained {done} of {config.epochs} epochs; a larger --config.epochs extends it"
+    else:
+        return None
+    logging.info("%s is already finished: %s.", workdir, reason)
+    return metrics
 
 
 @dataclasses.dataclass
@@ -243,7 +238,15 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
     set_op_determinism(config.deterministic)
     train_images, test_images = images
     batches = make_train_batches(config, train_images)
-    _log_layout(strategy, config.batch_size, train_images.shape[0], batches.steps_per_epoch)
+    logging.info(
+        "%d replica(s) (%s); global batch %d = %d per replica; %d training images, %d steps/epoch",
+        strategy.num_replicas_in_sync,
+        ", ".join(strategy.extended.worker_devices),
+        config.batch_size,
+        config.batch_size // strategy.num_replicas_in_sync,
+        train_images.shape[0],
+        batches.steps_per_epoch,
+    )
     keras.utils.set_random_seed(config.seed)
     nets, optimizer = build_model_and_optimizer(
         config, strategy, steps_per_epoch=batches.steps_per_epoch
@@ -307,18 +310,6 @@ def _refuse_starting_over(workdir: pathlib.Path) -> None:
             f" {workdir / 'checkpoints'} to resume it from; starting over would replace it:"
             " restore the checkpoints, move the workdir away or pick another --workdir"
         )
-
-
-def _log_layout(strategy, global_batch: int, train_count: int, steps_per_epoch: int) -> None:
-    logging.info(
-        "%d replica(s) (%s); global batch %d = %d per replica; %d training images, %d steps/epoch",
-        strategy.num_replicas_in_sync,
-        ", ".join(strategy.extended.worker_devices),
-        global_batch,
-        global_batch // strategy.num_replicas_in_sync,
-        train_count,
-        steps_per_epoch,
-    )
 
 
 def _train_epoch(run: _Run, iterator, calls: list[int]) -> float:
