@@ -1,13 +1,7 @@
-"""The models by name: each is one `ModelSpec` that says all the rest of autoenc needs to know.
-
-`config.model` names an entry. `build(config)` builds it and `input_shape(config)` is what it
-takes; config validation, checkpoints, export, apply and the figures read the rest from
-`spec(config)`: the model's own config fields and their bounds, flat or image inputs, whether
-XLA's gradient of it is deterministic, the field that sizes a compression model's code. Nothing
-outside this package asks which model a config names. The builders live in one module per
-family (`autoenc.models.dense`, `autoenc.models.conv`), imported when a model is first built,
-so listing the models and checking a config load no Keras. docs/new_model.md adds a model.
-"""
+"""The models by name: each is one `ModelSpec` that says all the rest of autoenc needs to know,
+so nothing outside this package asks which model a config names. The builders live in one module
+per family (`dense`, `conv`), imported on the first build, so listing the models and checking a
+config load no Keras. docs/new_model.md adds a model."""
 
 import dataclasses
 import importlib
@@ -56,19 +50,14 @@ class ModelSpec:
 
     Attributes:
         name: the `config.model` that selects it.
-        build: config -> `Autoencoder`, from the model's own fields and `config.precision`.
-            The initial weights follow from the seed and the order the layers are created in,
-            so a builder keeps that order fixed.
-        bounds: the model's own config fields, each with the interval it must lie in. A config
-            of the model must have them all; with `model` they decide the weights, so a run's
-            checkpoint is loaded only with a config that agrees with it on them.
+        build: config -> `Autoencoder`, from the model's own fields and `config.precision`; the
+            initial weights follow from the order the layers are created in: keep it fixed.
+        bounds: the model's own config fields (all required; with `model` they decide the
+            weights, so a checkpoint loads only with a config that agrees on them), with bounds.
         flat: inputs are flat 784-vectors (28x28 images only), not (H, W, 1) images.
-        size_multiple: an image model takes heights and widths that are multiples of this (two
-            2x2 poolings: 4); applying it to other sizes pads them.
-        xla_nondeterminism: why XLA's gradient of the model is not deterministic (a config
-            that asks for both is refused with it), or None.
-        code_size_field: a compression model's field that sizes its code, which its
-            reconstructions figure names; None for other models.
+        size_multiple: the image heights and widths it takes (applying it pads to them).
+        xla_nondeterminism: why XLA's gradient of it is not deterministic, or None.
+        code_size_field: a compression model's field that sizes its code (for its figure).
     """
 
     name: str
@@ -89,17 +78,12 @@ class ModelSpec:
 
 
 def _family(function: str) -> Callable:
-    """The builder `family:function` of `autoenc.models.family`, imported on its first call."""
+    """The builder `module:function` of `autoenc.models.module`, imported on its first call."""
     module, name = function.split(":")
-
-    def build(config):
-        return getattr(importlib.import_module(f"autoenc.models.{module}"), name)(config)
-
-    return build
+    return lambda config: getattr(importlib.import_module(f"autoenc.models.{module}"), name)(config)
 
 
 MAX_POOLING = "XLA has no deterministic MaxPool gradient"
-# The models by name, each one entry (docs/new_model.md).
 _REGISTRY = {
     entry.name: entry
     for entry in (
@@ -149,11 +133,7 @@ def names() -> tuple[str, ...]:
 
 
 def spec(name_or_config) -> ModelSpec:
-    """The entry of a model name, or of the model a config names.
-
-    Raises:
-        UsageError: no model of that name is registered.
-    """
+    """The entry of a model name, or of the model a config names (`UsageError` if none)."""
     name = name_or_config if isinstance(name_or_config, str) else name_or_config.model
     if name not in _REGISTRY:
         raise UsageError(f"unknown model {name!r}; the models are {', '.join(_REGISTRY)}")
@@ -168,20 +148,3 @@ def build(config) -> Autoencoder:
 def input_shape(config) -> tuple:
     """The shape of one model input: a flat 784-vector, or a 28x28x1 image."""
     return (FLAT_SIZE,) if spec(config).flat else IMAGE_SHAPE
-
-
-# The builders by their own names (models.conv_denoiser(...)), imported on first use.
-_FAMILY_OF = {
-    "dense_autoencoder": "dense",
-    "deep_dense_autoencoder": "dense",
-    "L1ActivityInFloat32": "dense",
-    "conv_denoiser": "conv",
-    "unet_denoiser": "conv",
-    "sigmoid_output": "conv",
-}
-
-
-def __getattr__(name: str):
-    if name in _FAMILY_OF:
-        return getattr(importlib.import_module(f"autoenc.models.{_FAMILY_OF[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,94 +1,67 @@
 """The convolutional denoisers on (H, W, 1) images: the book's (section 5.3) and a U-Net.
 
-Both compute their models' functions with layers fused where Keras' own would take longer, with
-the weights, initialisers, layer names and positions (so the checkpoints) of the Keras layers
-they stand for:
-
-- each `UpSampling2D(2)` and the 3x3 convolution after it are one `layers.UpsampledConv2D`
-  (16 instead of 36 multiply-adds per pixel and channel pair); in the U-Net, with the skip
-  concatenated between them, one `layers.UpsampledSkipConv2D`. A no-op layer (`Identity`,
-  `PassPair`) stands where the upsampling and the concatenation were;
-- each encoder ReLU of the book's model is applied after the max pooling that follows it
-  (`layers.MaxPoolingThenReLU`: the same numbers on a quarter of the pixels).
-
-`precision` is a Keras dtype policy name: "float32", or "mixed_float16" / "mixed_bfloat16"
-(compute in 16 bits, keep float32 weights). The last convolution computes in 16 bits and a
-float32 sigmoid follows it (`sigmoid_output`), since that convolution, at full resolution, is a
-large part of a step, while the output and the loss stay float32 (Keras' advice for mixed
-precision: a 16-bit sigmoid saturates and its BCE loses precision).
+They use `autoenc.layers`' fused stand-ins for Keras' layers (the same weights, names and
+positions, so the same checkpoints), with a no-op layer (`Identity`, `PassPair`) where an
+upsampling or a concatenation was. `precision` is a Keras dtype policy name, for every layer but
+the output's sigmoid (`sigmoid_output`).
 """
 
 import keras
 
-from autoenc.layers import (
-    DepthToSpace,
-    MaxPoolingThenReLU,
-    PassPair,
-    SpaceToDepth,
-    SplitChannels,
-    UpsampledConv2D,
-    UpsampledSkipConv2D,
-)
+from autoenc import layers
 from autoenc.models import IMAGE_SHAPE, Autoencoder
 from autoenc.models.chains import assemble, chain
 
 
+def _conv(width, name, dtype, act="relu"):
+    return keras.layers.Conv2D(width, 3, activation=act, padding="same", name=name, dtype=dtype)
+
+
 def conv_denoiser(precision: str = "float32") -> Autoencoder:
     """Book section 5.3: Conv32-Pool-Conv32-Pool | Conv32-Up-Conv32-Up-Conv1, 3x3 'same', ReLU
-    but for the sigmoid output, computed with fused layers (see the module docstring).
+    but for the sigmoid output.
 
     Args:
-        precision: the dtype policy of every layer but the last (see the module docstring).
+        precision: the dtype policy of every layer but the sigmoid.
 
     Returns:
         The denoiser (28,353 parameters), its encoder (28x28x1 -> 7x7x32) and its decoder
         (7x7x32 -> 28x28x1).
     """
 
-    def conv(filters, activation, name, dtype=precision):
-        return keras.layers.Conv2D(
-            filters, 3, activation=activation, padding="same", name=name, dtype=dtype
-        )
-
     def up(name):  # the next layer upsamples; a no-op keeps the book's layer positions
         return keras.layers.Identity(name=name, dtype=precision)
 
-    def conv_pool(conv_name, pool_name):  # the book's Conv2D(relu) then MaxPooling2D
-        pool = MaxPoolingThenReLU(2, padding="same", name=pool_name, dtype=precision)
-        return [conv(32, None, conv_name), pool]  # the ReLU comes after the pooling
+    def conv_pool(i):  # the book's Conv2D(relu) then MaxPooling2D, the ReLU after the pooling
+        pool = layers.MaxPoolingThenReLU(2, padding="same", name=f"enc_pool{i}", dtype=precision)
+        return [_conv(32, f"enc_conv{i}", precision, None), pool]
 
-    encoder_layers = [
-        *conv_pool("enc_conv1", "enc_pool1"),  # 28x28x32, 14x14x32
-        *conv_pool("enc_conv2", "enc_pool2"),  # 14x14x32, 7x7x32
-    ]
+    def last(activation, dtype):
+        return layers.UpsampledConv2D(1, activation, name="dec_conv3", dtype=dtype)
+
+    encoder_layers = [*conv_pool(1), *conv_pool(2)]  # 28x28x32, 14x14x32; 14x14x32, 7x7x32
     decoder_layers = [
-        conv(32, "relu", "dec_conv1"),  # 7x7x32
+        _conv(32, "dec_conv1", precision),  # 7x7x32
         up("dec_up1"),  # the book's 14x14x32; still 7x7x32
-        UpsampledConv2D(32, "relu", name="dec_conv2", dtype=precision),  # 14x14x32
+        layers.UpsampledConv2D(32, "relu", name="dec_conv2", dtype=precision),  # 14x14x32
         up("dec_up2"),  # the book's 28x28x32; still 14x14x32
-        *sigmoid_output(
-            lambda act, dtype: UpsampledConv2D(1, act, name="dec_conv3", dtype=dtype), precision
-        ),  # 28x28x1
+        *sigmoid_output(last, precision),  # 28x28x1
     ]
     image = keras.Input(shape=IMAGE_SHAPE, name="image")
     return assemble(encoder_layers, decoder_layers, image, "conv_denoiser")
 
 
 def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
-    """A small U-Net: two 3x3 ReLU convs per level at `filters`, 2x and 4x channels, with
-    2x2 max pooling down, upsampling back, and the skip connections concatenated.
+    """A small U-Net: two 3x3 ReLU convs per level at `filters`, 2x and 4x channels, with 2x2
+    max pooling down, upsampling back, and the skip connections concatenated.
 
-    A U-Net's decoder needs the encoder's full-resolution features as well as its bottleneck,
-    so the code is all three levels packed at 1/4 resolution: the 28x28 and 14x14 features
-    moved into channels (space-to-depth) and stacked with the 7x7 bottleneck, (7, 7, 28 *
-    filters). The decoder unpacks it; `decoder(encoder(x))` is `autoencoder(x)`. Every layer
-    takes any height and width divisible by 4, so the model is declared on (None, None, 1).
-    Each upsampling, skip concatenation and the convolution after them are one
-    `layers.UpsampledSkipConv2D` (see the module docstring).
+    Its decoder needs all three levels, so the code packs them into channels at 1/4 resolution
+    and the decoder unpacks it: `decoder(encoder(x))` is `autoencoder(x)`. It takes any height
+    and width divisible by 4, so it is declared on (None, None, 1).
 
     Args:
         filters: channels at full resolution (16 gives 16/32/64).
-        precision: the dtype policy of every layer but the last (see the module docstring).
+        precision: the dtype policy of every layer but the sigmoid.
 
     Returns:
         The denoiser (118,113 parameters at filters 16), its encoder (H x W x 1 -> H/4 x W/4 x
@@ -96,13 +69,8 @@ def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
     """
     widths = (filters, 2 * filters, 4 * filters)
 
-    def conv(width, name, activation="relu", dtype=precision):
-        return keras.layers.Conv2D(
-            width, 3, activation=activation, padding="same", name=name, dtype=dtype
-        )
-
     def twice(width, name):
-        return [conv(width, f"{name}a"), conv(width, f"{name}b")]
+        return [_conv(width, f"{name}a", precision), _conv(width, f"{name}b", precision)]
 
     def layer(cls, *args, name):
         return cls(*args, name=name, dtype=precision)
@@ -114,21 +82,22 @@ def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
     quarter = layer(keras.layers.MaxPooling2D, 2, name="enc_pool2")(half)
     quarter = chain(twice(widths[2], "bottleneck_conv"), quarter)
     pack = layer(keras.layers.Concatenate, name="pack")
-    full_packed = layer(SpaceToDepth, 4, name="pack_full")(full)
-    code = pack([full_packed, layer(SpaceToDepth, 2, name="pack_half")(half), quarter])
+    full_packed = layer(layers.SpaceToDepth, 4, name="pack_full")(full)
+    code = pack([full_packed, layer(layers.SpaceToDepth, 2, name="pack_half")(half), quarter])
     encoder = keras.Model(image, code, name="encoder")
 
-    split = layer(SplitChannels, (16 * widths[0], 4 * widths[1], widths[2]), name="unpack")
-    unpack_full = layer(DepthToSpace, 4, name="unpack_full")
-    unpack_half = layer(DepthToSpace, 2, name="unpack_half")
+    sizes = (16 * widths[0], 4 * widths[1], widths[2])
+    split = layer(layers.SplitChannels, sizes, name="unpack")
+    unpack_full = layer(layers.DepthToSpace, 4, name="unpack_full")
+    unpack_half = layer(layers.DepthToSpace, 2, name="unpack_half")
     # No-op layers where Keras' UpSampling2D and Concatenate were keep the layer positions.
     up1, up2 = (layer(keras.layers.Identity, name=f"dec_up{i}") for i in (1, 2))
-    join1, join2 = (layer(PassPair, name=f"dec_skip{i}") for i in (1, 2))
+    join1, join2 = (layer(layers.PassPair, name=f"dec_skip{i}") for i in (1, 2))
     convs1, convs2 = (
-        [layer(UpsampledSkipConv2D, width, "relu", name=f"{name}a"), conv(width, f"{name}b")]
-        for width, name in ((widths[1], "dec1_conv"), (widths[0], "dec2_conv"))
+        [layer(layers.UpsampledSkipConv2D, w, "relu", name=f"{n}a"), _conv(w, f"{n}b", precision)]
+        for w, n in ((widths[1], "dec1_conv"), (widths[0], "dec2_conv"))
     )
-    output = sigmoid_output(lambda act, dtype: conv(1, "dec_out", act, dtype), precision)
+    output = sigmoid_output(lambda act, dtype: _conv(1, "dec_out", dtype, act), precision)
 
     def decode(code):
         full, half, quarter = split(code)
@@ -143,13 +112,10 @@ def unet_denoiser(filters: int = 16, precision: str = "float32") -> Autoencoder:
 
 
 def sigmoid_output(make_conv, precision: str) -> list:
-    """The output layers of the convolutional models: a one-channel convolution and a sigmoid.
-
-    In float32 it is one `Conv2D(1, sigmoid)` layer, the book's. In mixed precision the
-    convolution computes in 16 bits without an activation and a float32 `Activation` layer
-    applies the sigmoid, as Keras' mixed-precision guide does it, so only the sigmoid and the
-    loss pay for float32. `make_conv(activation, dtype)` builds the model's one-channel Conv2D.
-    """
+    """The output layers: `make_conv(activation, dtype)`, the one-channel convolution, then the
+    sigmoid. In float32 one `Conv2D(1, sigmoid)`, the book's; in mixed precision the convolution
+    (a large part of a step) computes in 16 bits and a float32 `Activation` applies the sigmoid
+    (Keras' advice: a 16-bit sigmoid saturates and its BCE loses precision)."""
     if precision == "float32":
         return [make_conv("sigmoid", "float32")]
     convolution = make_conv(None, precision)

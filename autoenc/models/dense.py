@@ -1,11 +1,6 @@
 """The dense models on flat 784-vectors: the book's compression autoencoder (section 5.2) and a
-deeper MLP around a linear code.
-
-`precision` is a Keras dtype policy name: "float32", or "mixed_float16" / "mixed_bfloat16"
-(compute in 16 bits, keep float32 weights). The last layer, its sigmoid and so the output and
-the loss are float32 (Keras' advice for mixed precision: a 16-bit sigmoid saturates and its BCE
-loses precision), and so is the book model's activity penalty (`L1ActivityInFloat32`).
-"""
+deeper MLP around a linear code. `precision` is a Keras dtype policy name; the last layer (so the
+output and the loss) stays float32, as Keras advises, and so does the activity penalty."""
 
 import keras
 
@@ -15,16 +10,16 @@ from autoenc.models.chains import assemble
 
 @keras.saving.register_keras_serializable("autoenc")
 class L1ActivityInFloat32(keras.regularizers.L1):
-    """Keras' L1 penalty, summed in float32 whatever the layer computes in.
-
-    Keras' own sums a 16-bit layer's activations in 16 bits and returns a 16-bit loss, which
-    `model.fit` then fails to add to its float32 loss ("Cannot convert a list containing a
-    tensor of dtype bfloat16"), and a bfloat16 sum of 8,192 activations keeps 8 bits. For a
-    float32 layer it is Keras' L1 exactly.
-    """
+    """Keras' L1 penalty, summed in float32 whatever the layer computes in: Keras' own sums a
+    16-bit layer's activations in 16 bits into a 16-bit loss, which `model.fit` fails to add to
+    its float32 loss. For a float32 layer it is Keras' L1 exactly."""
 
     def __call__(self, x):
         return self.l1 * keras.ops.sum(keras.ops.absolute(keras.ops.cast(x, "float32")))
+
+
+def _image():
+    return keras.Input(shape=(FLAT_SIZE,), name="image")
 
 
 def dense_autoencoder(
@@ -35,7 +30,7 @@ def dense_autoencoder(
     Args:
         encoding_dim: size of the code; 32 gives the book's 24.5x compression.
         activity_l1: L1 activity regulariser on the code (the book's `l1(10e-5)` = 1e-4).
-        precision: the dtype policy of the encoding layer (see the module docstring).
+        precision: the dtype policy of the encoding layer.
 
     Returns:
         The autoencoder (50,992 parameters at encoding_dim 32), its encoder (784 -> code) and its
@@ -49,28 +44,19 @@ def dense_autoencoder(
         dtype=precision,
     )
     decode = keras.layers.Dense(FLAT_SIZE, activation="sigmoid", name="decode", dtype="float32")
-
-    image = keras.Input(shape=(FLAT_SIZE,), name="image")
-    code = encode(image)
-    autoencoder = keras.Model(image, decode(code), name="dense_autoencoder")
-    encoder = keras.Model(image, code, name="encoder")
-    code_input = keras.Input(shape=(encoding_dim,), name="code")
-    decoder = keras.Model(code_input, decode(code_input), name="decoder")
-    return Autoencoder(autoencoder, encoder, decoder)
+    return assemble([encode], [decode], _image(), "dense_autoencoder")
 
 
 def deep_dense_autoencoder(
     encoding_dim: int = 32, hidden_units: int = 512, precision: str = "float32"
 ) -> Autoencoder:
-    """An MLP around a linear code: 784 -> 512 -> 256 -> code -> 256 -> 512 -> 784.
-
-    The hidden layers are ReLU; the code is linear (no ReLU, no L1), so all of it carries
-    information; the output is a sigmoid as in the book. The decoder mirrors the encoder.
+    """An MLP around a linear code: 784 -> 512 -> 256 -> code -> 256 -> 512 -> 784, ReLU hidden
+    layers, a linear code (no ReLU, no L1, so all of it carries information), a sigmoid output.
 
     Args:
         encoding_dim: size of the code.
         hidden_units: width of the first hidden layer; the second has half as many units.
-        precision: the dtype policy of every layer but the last (see the module docstring).
+        precision: the dtype policy of every layer but the last.
 
     Returns:
         The autoencoder (1,083,696 parameters at the defaults), its encoder (784 -> code) and
@@ -85,9 +71,7 @@ def deep_dense_autoencoder(
     encoder_layers.append(dense(encoding_dim, "encode", activation=None))
     decoder_layers = [dense(n, f"dec_dense{i + 1}") for i, n in enumerate(widths[::-1])]
     decoder_layers.append(dense(FLAT_SIZE, "decode", activation="sigmoid", dtype="float32"))
-    return assemble(
-        encoder_layers, decoder_layers, keras.Input(shape=(FLAT_SIZE,), name="image"), "deep_dense"
-    )
+    return assemble(encoder_layers, decoder_layers, _image(), "deep_dense")
 
 
 def build_dense(config) -> Autoencoder:
