@@ -1,18 +1,10 @@
 """The tf.data input pipeline: uint8 images in, (model input, clean target) batches out.
 
-Images stay uint8 until something needs floats (a quarter of the memory). Training batches keep the
-clean images uint8, target and, without noise, input too: the train step scales them with
-`to_float`, inside its XLA program where it has one, so the pipeline only gathers. Evaluation
-batches are floats. Noise is added on the fly with stateless RNG keyed on (seed, epoch, batch
-index): fresh every epoch, identical for the same seed, and independent of how many replicas or
-threads consume the data. A seeded stateful RNG inside `map` would repeat the same noise every epoch
-(tensorflow#35682). Validation noise is keyed on the batch index alone, so val_loss is comparable
-across epochs. A blind denoiser trains on a noise level drawn per image (`noise_factor_max`),
-keyed on (seed, epoch) and the image's index; its validation keeps the one fixed level.
-Under a mixed precision the training noise comes from `normal_from_16_bits`, a cheaper
-sampler; validation and test noise are always TensorFlow's, so the test set is the same
-whatever the precision.
-"""
+Training batches keep clean images uint8 (the train step scales them); evaluation batches are
+floats. Noise is stateless RNG keyed on (seed, epoch, batch index): fresh every epoch, the same for
+the same seed whatever consumes it (a seeded stateful RNG in `map` repeats it, tensorflow#35682).
+Validation noise is keyed on the batch alone, so val_loss is comparable across epochs, and is
+never drawn with the cheaper `normal_from_16_bits` that mixed-precision training may use."""
 
 import dataclasses
 import math
@@ -33,14 +25,9 @@ def _stream_seed(seed: int, stream: int, *keys) -> tf.Tensor:
 
 
 def normal_from_16_bits(shape, seed: tf.Tensor) -> tf.Tensor:
-    """Float32 N(0, 1) draws of `shape` from a stateless seed, two per 32-bit random word.
-
-    Box-Muller on the word's halves: the high 16 bits give the radius, sqrt(-2 ln u) with
-    u = (high + 0.5) / 2**16, the low 16 bits the angle. The draws lie on a grid of 2**32
-    points whose distribution is within 1/2**16 of the normal's everywhere (CDF; the largest
-    draw is 4.85). It costs less CPU than `tf.random.stateless_normal` (docs/speed.md): the
-    transform runs as vectorised TensorFlow ops, and it takes half the random words.
-    """
+    """Float32 N(0, 1) draws of `shape` from a stateless seed, two per 32-bit random word, by
+    Box-Muller on its 16-bit halves: a CDF within 1/2**16 of the normal's, for less CPU than
+    `tf.random.stateless_normal` (docs/speed.md)."""
     count = tf.reduce_prod(shape)
     words = tf.random.stateless_uniform(
         [(count + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32
@@ -53,14 +40,9 @@ def normal_from_16_bits(shape, seed: tf.Tensor) -> tf.Tensor:
     return tf.reshape(pairs[:count], shape)
 
 
-def add_noise(
-    clean: tf.Tensor, noise_factor, seed: tf.Tensor, *, from_16_bits: bool = False
-) -> tf.Tensor:
-    """The book's corruption, clip(x + noise_factor * N(0, 1), 0, 1), from a stateless seed.
-
-    `noise_factor` is a number, or a tensor that broadcasts against `clean` (one level per
-    image: shape [batch, 1, ...]). The normal draws are TensorFlow's, or with `from_16_bits`
-    the cheaper `normal_from_16_bits` (float32 `clean` only)."""
+def add_noise(clean, noise_factor, seed, *, from_16_bits: bool = False) -> tf.Tensor:
+    """The book's corruption, clip(x + noise_factor * N(0, 1), 0, 1), from a stateless seed;
+    `noise_factor` may be a level per image that broadcasts against `clean`."""
     if from_16_bits:
         noise = normal_from_16_bits(tf.shape(clean), seed)
     else:
@@ -70,31 +52,18 @@ def add_noise(
 
 def to_float(images: tf.Tensor) -> tf.Tensor:
     """uint8 images scaled to float32 in [0, 1]; a float tensor is returned as it is."""
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 255.0
-    return images
-
-
-def _to_float(images_uint8: tf.Tensor, input_shape: tuple) -> tf.Tensor:
-    return tf.reshape(to_float(images_uint8), [-1, *input_shape])
+    return tf.cast(images, tf.float32) / 255.0 if images.dtype == tf.uint8 else images
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainBatches:
     """The training batches of a run: which images, how many per batch, and their noise.
 
-    Args:
-        images: uint8 images, shape (N, 28, 28).
-        batch_size: the global batch size.
-        seed: the run's seed; picks every epoch's shuffle order and noise.
-        noise_factor: 0 gives clean inputs (the compression model).
-        input_shape: the shape of one model input, e.g. (784,) or (28, 28, 1).
-        noise_factor_max: above 0, each image's noise level is drawn uniformly from
-            [0, noise_factor_max] instead, anew every epoch (`noise_levels`), and
-            `noise_factor` is left to validation: a blind denoiser.
-        noise_from_16_bits: draw the training noise with `normal_from_16_bits`, the cheaper
-            sampler: for a model whose first layer rounds its input to a 16-bit float
-            anyway (a mixed precision: 8 significant bits in bfloat16, 11 in float16).
+    `images` are uint8 (N, 28, 28), `batch_size` the global batch, `input_shape` one model
+    input's shape; `seed` picks every epoch's shuffle order and noise; `noise_factor` 0 gives
+    clean inputs. `noise_factor_max` > 0 draws each image's level from [0, noise_factor_max]
+    anew every epoch (a blind denoiser; `noise_factor` is then validation's).
+    `noise_from_16_bits` draws with `normal_from_16_bits` (inputs rounded to 16 bits anyway).
     """
 
     images: tf.Tensor
@@ -107,8 +76,7 @@ class TrainBatches:
 
     @property
     def steps_per_epoch(self) -> int:
-        """Whole batches per epoch: a partial last batch is dropped, so every step has the
-        same global batch (the dropped images differ each epoch because the order does)."""
+        """Whole batches per epoch: a partial last batch is dropped (other images each epoch)."""
         return self.images.shape[0] // self.batch_size
 
     @property
@@ -117,39 +85,19 @@ class TrainBatches:
         return self.noise_factor > 0 or self.noise_factor_max > 0
 
     def noise_levels(self, epoch) -> tf.Tensor | None:
-        """Each training image's noise level in `epoch`, shape (N,), indexed like `images`;
-        None with one fixed level. Stateless, keyed on (seed, epoch): a level belongs to the
-        image, whatever batch or block it lands in, and is drawn anew every epoch."""
+        """Each training image's noise level in `epoch`, shape (N,), keyed on (seed, epoch), so
+        it belongs to the image whatever batch or block it lands in; None with one level."""
         if self.noise_factor_max == 0:
             return None
         seed = _stream_seed(self.seed, _NOISE_LEVEL_STREAM, epoch)
         count = self.images.shape[0]
         return tf.random.stateless_uniform([count], seed=seed, maxval=self.noise_factor_max)
 
-    def run_dataset(
-        self,
-        epochs: list[int],
-        *,
-        skip_batches: int = 0,
-        block_sizes: list[list[int]] | None = None,
-    ) -> tf.data.Dataset:
-        """The shuffled (input, clean target) batches of several epochs in a row, as one dataset.
-
-        One dataset (and one iterator) for the rest of a run means no dataset is built and no
-        pipeline refilled between epochs: while the host evaluates, the pipeline prepares the
-        next epoch's first batches. The clean target is uint8 (scale it with `to_float`), and
-        so is the input without noise (the same tensor); a noisy input is float32.
-
-        Args:
-            epochs: the 0-based epochs, in order; each picks its shuffle order and noise.
-            skip_batches: batches of the first epoch already trained (resuming mid-epoch).
-            block_sizes: if given, one list per epoch: each element is then a block of that
-                many consecutive batches (shape [size, batch_size, *input_shape]), gathered at
-                once, with the same batches and noise as the per-batch elements. The first
-                epoch's blocks start at `skip_batches`. `steps.TrainSteps` asks for blocks when
-                it trains a call's steps as one program, so the pipeline's per-element cost is
-                paid once per call.
-        """
+    def run_dataset(self, epochs: list, *, skip_batches=0, block_sizes=None) -> tf.data.Dataset:
+        """The shuffled (input, clean target) batches of `epochs` (0-based, in order) as one
+        dataset, so nothing is rebuilt between epochs; the first epoch from batch `skip_batches`
+        on. The target is uint8, and so is a noiseless input. With `block_sizes` (a list per
+        epoch) each element is a block of that many consecutive batches, with the same noise."""
         skips = tf.constant([skip_batches] + [0] * (len(epochs) - 1), tf.int64)
         epochs = tf.constant(epochs, tf.int64)
         if block_sizes is None:
@@ -162,13 +110,9 @@ class TrainBatches:
         return dataset.flat_map(per_epoch).prefetch(tf.data.AUTOTUNE)
 
     def _batch_indices(self, epoch) -> tf.Tensor:
-        """The epoch's (steps, batch) matrix of image indices: each batch is one dataset
-        element, not batch_size scalar elements gathered by `batch()` (whose per-element cost
-        dominated the dense model's input time)."""
-        count = self.images.shape[0]
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count), seed=_stream_seed(self.seed, _SHUFFLE_STREAM, epoch)
-        )
+        """The epoch's (steps, batch) matrix of image indices: a batch is one dataset element."""
+        seed = _stream_seed(self.seed, _SHUFFLE_STREAM, epoch)
+        order = tf.random.experimental.stateless_shuffle(tf.range(self.images.shape[0]), seed=seed)
         steps = self.steps_per_epoch
         return tf.reshape(order[: steps * self.batch_size], [steps, self.batch_size])
 
@@ -235,19 +179,12 @@ class TrainBatches:
         return inputs, clean
 
 
-def eval_dataset(
-    images: tf.Tensor, *, batch_size: int, seed: int, noise_factor: float, input_shape: tuple
-) -> tf.data.Dataset:
-    """Every evaluation image once, in order, with noise that is the same every epoch.
-
-    The last batch may be partial; evaluation sums per-example values, so it counts exactly.
-    Nothing is cached: the stateless noise makes every pass identical anyway, remaking the
-    float batches is cheap, and a cache would hold the noisy and clean floats (63 MB) for the
-    whole run.
-    """
+def eval_dataset(images, *, batch_size, seed, noise_factor, input_shape) -> tf.data.Dataset:
+    """Every evaluation image once, in order, with noise that is the same every epoch (the last
+    batch may be partial: evaluation sums per example). Not cached: cheap to remake."""
 
     def make_batch(batch_index, batch):
-        clean = _to_float(batch, input_shape)
+        clean = tf.reshape(to_float(batch), [-1, *input_shape])
         if noise_factor == 0:
             return clean, clean
         key = _stream_seed(seed, _EVAL_NOISE_STREAM, batch_index)
