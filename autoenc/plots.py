@@ -1,17 +1,11 @@
-"""The book's figures as PNG files in `WORKDIR/figures/`, drawn with matplotlib's Agg backend.
+"""The book's figures as PNG files in `WORKDIR/figures/`, drawn on a bare matplotlib `Figure`
+with an Agg canvas (no pyplot: no global backend, no display, a fixed pixel size per file).
 
-Figs 5-1/5-2 (5-3 for a run with encoding_dim 768): 12 test images above their reconstructions,
-`reconstructions_dim<N>.png` (a compression model's code size; `reconstructions.png` for the
-others); Fig 5-4: the same 12 images with the noise the denoiser sees,
-`noisy_inputs.png`; Fig 5-6: the denoiser's outputs for them, `denoised_outputs.png`; the three
-rows of a denoiser at a glance, clean | noisy | denoised, `clean_noisy_denoised.png`; Figs
-5-7/5-8: loss and val_loss per epoch from history.csv, `loss_curves.png`. `write_figures` draws
-them at the end of training from the best model in memory; `figures_from_workdir` (what
-`launch.py --mode=figures` runs) redraws them from the best checkpoint of any finished or
-interrupted run, with the very noisy test images val_loss was measured on. Figures are drawn on
-a bare `Figure` with an Agg canvas, not through pyplot: no global backend switch, no display,
-and every file has a fixed pixel size.
-"""
+12 test images above their reconstructions (Figs 5-1/5-2/5-3, `reconstructions_dim<N>.png` for
+a compression model, `reconstructions.png` otherwise); for a denoiser, its noisy inputs (Fig 5-4),
+outputs (Fig 5-6) and the three rows together; loss and val_loss per epoch (Figs 5-7/5-8).
+`write_figures` draws them from the best model at the end of training, `figures_from_workdir`
+from the best checkpoint of any finished or interrupted run."""
 
 import csv
 import io
@@ -32,7 +26,6 @@ DPI = 100
 SCALE = 3  # each 28x28 image is drawn 84x84 pixels...
 TILE_PIXELS = 100  # ...centred in a white 100x100 tile, so neighbours stay apart
 TITLE_PIXELS = 40
-LOSS_FIGURE_INCHES = (6.4, 4.0)
 
 
 def image_rows_size(rows: int) -> tuple[int, int]:
@@ -41,18 +34,9 @@ def image_rows_size(rows: int) -> tuple[int, int]:
 
 
 def image_rows_figure(rows: list[np.ndarray], title: str) -> Figure:
-    """Draws rows of 28x28 images in [0, 1] in grey, one image per tile, under a title.
-
-    The tiles are one mosaic placed pixel for pixel (`figimage`): every image pixel becomes
-    exactly SCALE x SCALE figure pixels, with no resampling and no axes to lay out.
-
-    Args:
-        rows: arrays of shape (ITEMS, 28, 28[, 1]) or (ITEMS, 784).
-        title: the line above the images.
-
-    Returns:
-        A figure of `image_rows_size(len(rows))` pixels at `DPI`.
-    """
+    """Draws `rows` of 28x28 images in [0, 1] ((ITEMS, 28, 28[, 1]) or (ITEMS, 784) arrays) in
+    grey under a title, a figure of `image_rows_size(len(rows))` pixels: one mosaic placed pixel
+    for pixel (`figimage`), each image pixel exactly SCALE x SCALE figure pixels."""
     width, height = image_rows_size(len(rows))
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
@@ -85,15 +69,8 @@ def read_history(path: pathlib.Path) -> list[dict[str, float]]:
 
 
 def loss_curves_figure(history: list[dict[str, float]]) -> Figure:
-    """Draws loss and val_loss per epoch (the book shows them in TensorBoard, Figs 5-7/5-8).
-
-    Args:
-        history: the rows of history.csv (`epoch`, `loss`, `val_loss`, ...).
-
-    Returns:
-        A figure of `LOSS_FIGURE_INCHES` at `DPI`, the best epoch (lowest val_loss) marked.
-    """
-    figure = Figure(figsize=LOSS_FIGURE_INCHES, dpi=DPI)
+    """Draws loss and val_loss per epoch from history.csv's rows, the best epoch marked."""
+    figure = Figure(figsize=(6.4, 4.0), dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     epochs = [int(row["epoch"]) for row in history]
@@ -121,48 +98,22 @@ def save_png(figure: Figure, path: pathlib.Path) -> None:
 
 
 def first_examples(dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `count` (input, target) pairs of an evaluation dataset, in order.
-
-    Args:
-        dataset: a `tf.data.Dataset` of (inputs, targets) batches (not a distributed one).
-        count: how many pairs.
-
-    Returns:
-        (inputs, targets) as numpy arrays of `count` rows (fewer if the dataset is smaller).
-    """
-    inputs, targets = [], []
-    for batch_inputs, batch_targets in dataset:
-        inputs.append(np.asarray(batch_inputs))
-        targets.append(np.asarray(batch_targets))
-        if sum(len(part) for part in inputs) >= count:
-            break
-    return np.concatenate(inputs)[:count], np.concatenate(targets)[:count]
+    """The first `count` (input, target) pairs (fewer if there are fewer) of a `tf.data`
+    evaluation dataset of (inputs, targets) batches, in order, as numpy arrays."""
+    inputs, targets = next(iter(dataset.unbatch().take(count).batch(count)))
+    return inputs.numpy(), targets.numpy()
 
 
 def reconstructions_name(config) -> str:
-    """The file of the originals-vs-reconstructions figure; it names a compression model's code
-    size (`models.ModelSpec.code_size_field`)."""
+    """The originals-vs-reconstructions figure's file (a compression model's names its code)."""
     field = models.spec(config).code_size_field
     return f"reconstructions_dim{config[field]}.png" if field else "reconstructions.png"
 
 
 def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
-    """Draws the book's figures for one run into `WORKDIR/figures/`.
-
-    A denoiser (noise_factor > 0) gets noisy_inputs.png, denoised_outputs.png and the
-    three-row clean_noisy_denoised.png; a model trained on clean images gets the two-row
-    originals-vs-reconstructions figure. Every run gets loss_curves.png once history.csv has a
-    row.
-
-    Args:
-        config: the run's config.
-        workdir: the run's work directory (history.csv is read from it).
-        model: the autoencoder, holding the weights to show (the best ones).
-        dataset: the evaluation dataset val_loss was measured on, before distribution.
-
-    Returns:
-        The paths written.
-    """
+    """Draws a run's figures into `WORKDIR/figures/` (loss_curves.png once history.csv has a
+    row) and returns the paths written. `model` holds the weights to show; `dataset` is the
+    evaluation dataset val_loss was measured on, before distribution."""
     workdir = pathlib.Path(workdir)
     inputs, targets = first_examples(dataset, ITEMS)
     outputs = np.asarray(model(inputs, training=False))
@@ -174,7 +125,6 @@ def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
         figures["denoised_outputs.png"] = image_rows_figure(
             [outputs], "Fig 5-6: the denoiser's outputs for those noisy images (best checkpoint)"
         )
-        # Not one of the book's figures: the three rows together, so one picture shows the task.
         figures["clean_noisy_denoised.png"] = image_rows_figure(
             [targets, inputs, outputs],
             f"Test images: clean (top), noisy input with noise factor {config.noise_factor:g}"
@@ -199,19 +149,13 @@ def write_figures(config, workdir, model, dataset) -> list[pathlib.Path]:
 
 
 def figures_from_workdir(config, workdir, *, data=None) -> list[pathlib.Path]:
-    """Redraws a run's figures from its best checkpoint, without training (`--mode=figures`).
-
-    Args:
-        config: the config the run was trained with (overrides applied).
-        workdir: a finished or interrupted run's work directory.
-        data: a `data.FashionMNIST` to use instead of loading the real files (tests).
-
-    Returns:
-        The paths written.
+    """Redraws a run's figures from its best checkpoint (`--mode=figures`) with the config it
+    was trained with, on the noisy test images val_loss was measured on (`data`: a
+    `data.FashionMNIST` instead of the real files); returns the paths written.
 
     Raises:
-        UserError: no best checkpoint (one line), a config that differs from the run's in a
-            field that changes the figures, a run still using the workdir, or missing data.
+        UserError: no best checkpoint, a config that differs from the run's in a field that
+            changes the figures, a run still using the workdir, or missing data.
     """
     workdir = pathlib.Path(workdir)
     trained = checkpoints.open_trained_run(config, workdir, also=checkpoints.TEST_NOISE_FIELDS)
