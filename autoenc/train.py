@@ -115,6 +115,8 @@ def train_and_evaluate(
         raise UserError(problem)
     resolver = None if strategy else distribute.cluster_resolver(strategy_name)
     chief = distribute.is_chief(resolver)
+    if chief:
+        workdir_lib.check_run_dir(workdir)  # before the lock or anything else lands in it
     workdir = workdir_lib.prepare(workdir) if chief else pathlib.Path(workdir)
     with contextlib.ExitStack() as stack:
         if chief:
