@@ -29,7 +29,7 @@ from autoenc import distribute, latent, models, pipeline, preemption, steps
 from autoenc import plots as plots_lib
 from autoenc import summaries as summaries_lib
 from autoenc import workdir as workdir_lib
-from autoenc.errors import NonFiniteLossError, UserError
+from autoenc.errors import NonFiniteLossError, UsageError, UserError
 from autoenc.progress import EpochProgress
 from autoenc.run_state import HISTORY_FIELDS, RunState, checkpoint_path_problem
 
@@ -112,7 +112,7 @@ def train_and_evaluate(
     """
     problem = checkpoint_path_problem(workdir)
     if problem:
-        raise UserError(problem)
+        raise UsageError(problem)
     resolver = None if strategy else distribute.cluster_resolver(strategy_name)
     chief = distribute.is_chief(resolver)
     if chief:

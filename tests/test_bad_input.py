@@ -194,6 +194,14 @@ def test_bad_input_is_one_line_and_changes_nothing(case, finished, places):
     assert {path: snapshot(path) for path in before} == before
 
 
+@pytest.mark.parametrize("name", ["lr[0.1]", "lr*", "lr?"])
+def test_a_workdir_path_tensorflow_would_read_as_a_glob_is_refused_before_anything(name, tmp_path):
+    workdir = tmp_path / "sweep" / name
+    result = launch([*TINY, f"--workdir={workdir}"])
+    assert_one_line(result, 2, "which TensorFlow's checkpoint lookup reads as a glob pattern")
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_the_matrix_is_large_enough():
     assert len(CASES) + len(REAL_DATA_CASES) >= 25
 
