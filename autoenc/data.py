@@ -201,11 +201,8 @@ def _keras_get_file(name: str, origin: str, directory: Path) -> None:
 
 
 def _download(cache_dir: Path, verify_checksums: bool) -> FashionMNIST:
-    """Downloads the four files, validates them, then moves them into `cache_dir`.
-
-    They are fetched into a fresh directory next to `cache_dir` (so `os.replace` is atomic) and
-    moved only once all four are valid: a failed download leaves no partial file in the cache.
-    """
+    """Downloads the four files into a fresh directory next to `cache_dir` (so `os.replace` is
+    atomic) and moves them in once all are valid: a failed download leaves no partial file."""
     try:
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(
@@ -234,8 +231,8 @@ def load_fashion_mnist(
 ) -> FashionMNIST:
     """Loads Fashion-MNIST from the first of `search_dirs(data_dir)` holding all four files.
 
-    A directory the user named must hold valid files; a cache or system directory with invalid
-    files is skipped with a warning.
+    A directory the user named must hold valid files (falling back would hide their mistake); a
+    cache or system directory with invalid files is skipped with a warning.
 
     Args:
         data_dir: A directory holding `FILES`, or `None`.
@@ -248,7 +245,6 @@ def load_fashion_mnist(
     """
     dirs = search_dirs(data_dir)
     if data_dir:
-        # A directory the user named is what they want: falling back would hide their mistake.
         if missing := _missing(dirs[0]):
             raise _error(f"data_dir has no Fashion-MNIST: {missing}; {_FIXES}")
         return _load_dir(dirs[0], verify_checksums)
