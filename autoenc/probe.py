@@ -1,13 +1,8 @@
-"""How much a code says about an image's class: k-nearest-neighbour and linear probes.
-
-An autoencoder never sees a label, so whether its code still sorts Fashion-MNIST by class is
-something its reconstruction error does not show. `compare` fits one simple classifier on the
-training images' codes, scores it on the test images' codes, and does the same for PCA's code
-of the same width (the best linear code) and for the raw pixels (no code at all). The
-classifiers are plain numpy, batched so that a k-NN over 60,000 x 10,000 codes of 32 numbers
-takes seconds on two cores: `knn5`, the majority of the 5 nearest training codes (Euclidean),
-and `ridge`, a closed-form ridge regression to one-hot labels.
-"""
+"""How much a code says about an image's class, which reconstruction error does not show.
+`compare` scores one classifier, fitted on the training images' codes, on the test images' codes,
+and likewise on PCA's code of the same width (the best linear code) and on the raw pixels. The
+classifiers are batched numpy: `knn5`, a vote of the 5 nearest training codes (Euclidean), and
+`ridge`, a closed-form ridge regression to one-hot labels."""
 
 import time
 
@@ -20,21 +15,9 @@ RIDGE_CHUNK = 10_000  # training codes per float64 step of the normal equations
 RIDGE_L2 = 1e-3  # penalty as a fraction of the mean feature variance (scale-free)
 
 
-def knn_predict(
-    train_codes: np.ndarray, train_labels: np.ndarray, test_codes: np.ndarray, k: int = 5
-) -> np.ndarray:
-    """Labels of the test codes by a vote of their `k` nearest training codes (Euclidean).
-
-    A tie between classes goes to the tied class with the nearest neighbour.
-
-    Args:
-        train_codes: (N, D) codes with their integer `train_labels` (N,).
-        test_codes: (M, D) codes to label.
-        k: neighbours per vote, 1..N.
-
-    Returns:
-        (M,) predicted labels.
-    """
+def knn_predict(train_codes, train_labels, test_codes, k: int = 5) -> np.ndarray:
+    """Labels (M,) of the test codes (M, D) by a vote of their `k` nearest training codes (N, D)
+    with integer labels (N,); a tie goes to the tied class with the nearest neighbour."""
     if not 1 <= k <= len(train_codes):
         raise ValueError(f"k must be in 1..{len(train_codes)}, got {k}")
     train = np.asarray(train_codes, np.float32)
@@ -47,8 +30,7 @@ def knn_predict(
     predictions = []
     for start in range(0, len(test_codes), KNN_BATCH):
         batch = np.asarray(test_codes[start : start + KNN_BATCH], np.float32)
-        # |a - b|^2 less |a|^2, which is the same for every training code b of one test code a;
-        # added in place, so the 500 x 60,000 matrix exists once.
+        # |a - b|^2 less |a|^2 (the same for every b), added in place: one batch x N matrix.
         distances = batch @ minus_twice
         distances += train_norms
         nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
@@ -60,21 +42,9 @@ def knn_predict(
     return np.concatenate(predictions) if predictions else np.zeros(0, np.int64)
 
 
-def ridge_predict(
-    train_codes: np.ndarray,
-    train_labels: np.ndarray,
-    test_codes: np.ndarray,
-    l2: float = RIDGE_L2,
-) -> np.ndarray:
-    """Labels of the test codes by ridge regression to one-hot labels, in closed form.
-
-    The normal equations are summed in float64 a chunk at a time, so 60,000 x 784 pixels never
-    exist as one float64 copy; the penalty is `l2` times the mean feature variance, so it means
-    the same for codes of any scale.
-
-    Returns:
-        (M,) predicted labels: the argmax of the regressed one-hot scores.
-    """
+def ridge_predict(train_codes, train_labels, test_codes, l2: float = RIDGE_L2) -> np.ndarray:
+    """Labels of the test codes by closed-form ridge regression to one-hot labels, summed in float64
+    a chunk at a time; the penalty is `l2` times the mean feature variance, so it is scale-free."""
     classes = int(train_labels.max()) + 1
     mean = np.mean(train_codes, axis=0, dtype=np.float64)
     width = train_codes.shape[1]
@@ -92,37 +62,23 @@ def ridge_predict(
 CLASSIFIERS = {"knn5": knn_predict, "ridge": ridge_predict}
 
 
-def accuracy(
-    classifier: str,
-    train_codes: np.ndarray,
-    train_labels: np.ndarray,
-    test_codes: np.ndarray,
-    test_labels: np.ndarray,
-) -> float:
+def accuracy(classifier: str, train_codes, train_labels, test_codes, test_labels) -> float:
     """The fraction of test codes that `classifier` (a key of `CLASSIFIERS`), fitted on the
     training codes, labels right."""
     if classifier not in CLASSIFIERS:
         raise ValueError(f"unknown classifier {classifier!r}; valid: {', '.join(CLASSIFIERS)}")
-    labels = np.asarray(train_labels, np.int64)
-    predicted = CLASSIFIERS[classifier](train_codes, labels, test_codes)
+    predicted = CLASSIFIERS[classifier](train_codes, np.asarray(train_labels, np.int64), test_codes)
     return float(np.mean(predicted == np.asarray(test_labels)))
 
 
-def compare(
-    train_codes: np.ndarray,
-    test_codes: np.ndarray,
-    data,
-    classifier: str = "knn5",
-    pca: pca_lib.PCA | None = None,
-) -> dict:
+def compare(train_codes, test_codes, data, classifier: str = "knn5", pca=None) -> dict:
     """One classifier's test accuracy on a code, on PCA's code of its width, and on the pixels.
 
     Args:
-        train_codes: (N, width) codes of `data.x_train`, in order.
-        test_codes: (M, width) codes of `data.x_test`.
+        train_codes, test_codes: (N, width) and (M, width) codes of `data.x_train`, `data.x_test`.
         data: a `data.FashionMNIST` (its labels and uint8 images).
         classifier: a key of `CLASSIFIERS`.
-        pca: PCA fitted on `data.x_train`; None fits it (about 2 s for 60,000 images).
+        pca: a `pca.PCA` fitted on `data.x_train`; None fits it.
 
     Returns:
         {"code", "pca", "pixels": test accuracies, "classifier", "width", "seconds": the wall
