@@ -469,6 +469,7 @@ def _describe_code(run: _Run) -> dict:
     )
     result = latent.describe(run.nets, data, run.workdir)
     logging.info("code probe: %s", result)
+    del result["seconds"]  # metrics.json holds what the weights decide, equal on a rerun
     return result
 
 
