@@ -1,15 +1,12 @@
 """A training run's whole state, saved and restored as one object: `RunState`.
 
-It holds everything that decides the rest of a run: the model's weights, the optimizer's slots,
-the step and epoch counters, this epoch's loss sum (so a mid-epoch resume reports the same epoch
-loss), the history rows, the best-checkpoint decision and early stopping's counters. The latest
-checkpoint (`WORKDIR/checkpoints`) holds all of it, the host-side part as a JSON string variable,
-so it restores atomically from one file set and a resumed run makes exactly the decisions an
-uninterrupted one would. Two more checkpoints hold weights only: `WORKDIR/best`, as Keras'
-`ModelCheckpoint(save_best_only=True, save_weights_only=True)` keeps it, and `WORKDIR/final`, the
-weights Keras' `fit` leaves in the model when training ends. TensorFlow writes a checkpoint's files
-before it rewrites the small `checkpoint` pointer file, so a kill during a save leaves the previous
-checkpoint in force.
+Everything that decides the rest of a run (weights, optimizer slots, step and epoch counters,
+this epoch's loss sum, the history, the best value and early stopping's counters) travels in the
+latest checkpoint, `WORKDIR/checkpoints`, the host-side part as a JSON string variable, so a
+resumed run makes exactly the decisions an uninterrupted one would. `WORKDIR/best` holds the
+best weights as Keras' `ModelCheckpoint(save_best_only=True)` keeps them, `WORKDIR/final` those
+`fit` would end with. TensorFlow rewrites a checkpoint's pointer file only after its files, so a
+kill during a save leaves the previous checkpoint in force.
 """
 
 import json

@@ -1,12 +1,9 @@
 """The outer training loop: a plain Python loop over epochs around the traced steps.
 
-`train_and_evaluate(config, workdir)` is the whole run and reads top to bottom: build the run
-in the strategy's scope and restore its state from the latest checkpoint (rerunning a command
-resumes it); then, epoch after epoch, train its step calls (`_train_epoch`) and end the epoch
-(`_end_epoch`: evaluate, keep the best model as Keras' `ModelCheckpoint(save_best_only=True)`
-would, ask early stopping, then history, checkpoint, summaries and the log line); finally keep
-the weights Keras' `fit` would end with, score them and the best ones on the test images, and
-write metrics.json and the figures (`_finish`).
+`train_and_evaluate(config, workdir)` reads top to bottom: build the run and restore its state
+(rerunning a command resumes it); per epoch, train (`_train_epoch`), then evaluate, keep the best
+model, ask early stopping and record the epoch (`_end_epoch`); finally score the best and final
+weights and write metrics.json and the figures (`_finish`).
 """
 
 import contextlib
@@ -38,9 +35,8 @@ GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
 
 
 def make_optimizer(config, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
-    """Adadelta or Adam at `config.learning_rate`, or at the book-faithful default if None,
-    decayed to 0 over `config.epochs` of `steps_per_epoch` steps with `lr_schedule="cosine"`;
-    wrapped in dynamic loss scaling for mixed_float16."""
+    """Adadelta or Adam at `config.learning_rate` (None: the book's rate), cosine-decayed over
+    the run with `lr_schedule="cosine"`, with dynamic loss scaling for mixed_float16."""
     learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.optimizer]
     if config.lr_schedule == "cosine":
         if not steps_per_epoch:
@@ -60,13 +56,10 @@ def make_optimizer(config, steps_per_epoch: int | None = None) -> keras.optimize
 def build_model_and_optimizer(
     config, strategy, initial_weights: list | None = None, steps_per_epoch: int | None = None
 ):
-    """The models a config names and their optimizer, made in `strategy`'s scope, with the
-    optimizer built before any step: otherwise MirroredStrategy's first step under a Keras 3
-    optimizer fails ("You must feed a value for placeholder tensor 'cond/...'").
-
-    `initial_weights` (the autoencoder's) replace the ones the seed gave; `steps_per_epoch`
-    sizes a learning-rate schedule. Returns the `models.Autoencoder` and the optimizer.
-    """
+    """The config's `models.Autoencoder` and optimizer, made in `strategy`'s scope with the
+    optimizer built before any step (else MirroredStrategy's first step under a Keras 3
+    optimizer fails); `initial_weights` replace the seeded ones, `steps_per_epoch` sizes a
+    schedule."""
     with strategy.scope():
         nets = models.build(config)
         if initial_weights is not None:
@@ -96,19 +89,15 @@ def train_and_evaluate(
     """Trains the model `config` describes in `workdir` (resuming it if started) and tests it.
 
     Args:
-        config: a config from `configs/` (see `autoenc.config`), overrides applied.
-        workdir: where checkpoints, summaries, history.csv and metrics.json go. In a
-            multi-worker run every worker gets the same path, which must be on a filesystem
-            they share: only the chief writes there, the others resume from it.
-        data: a `data.FashionMNIST` to use instead of loading the real files (tests).
-        strategy: a distribution strategy to use (tests); default: made from `strategy_name`.
-        strategy_name: 'mirrored' (local devices) or 'multi_worker' (see `autoenc.distribute`).
+        config: a config from `configs/`, overrides applied.
+        workdir: the run's directory; in a multi-worker run on a filesystem all workers share
+            (only the chief writes there, every worker resumes from it).
+        data: a `data.FashionMNIST` to use instead of the real files (tests).
+        strategy: a strategy to use (tests); default: made from `strategy_name`, 'mirrored'
+            or 'multi_worker' (see `autoenc.distribute`).
 
-    Returns:
-        The contents of metrics.json.
-
-    Raises:
-        UserError: bad config, data or workdir, a full disk, or a non-finite loss (one line).
+    Returns the contents of metrics.json; raises `UserError` (one line) for a bad config, data or
+    workdir, a full disk or a non-finite loss.
     """
     problem = checkpoint_path_problem(workdir)
     if problem:
@@ -217,9 +206,8 @@ def _train(run: _Run) -> dict:
 
 
 def _plan_calls(run: _Run) -> list[tuple[int, list[int]]]:
-    """Each remaining epoch with its `train_steps` calls (`steps.call_sizes`), planned up
-    front so that one input iterator serves the rest of the run; none once early stopping
-    has ended it."""
+    """Each remaining epoch with its `train_steps` calls, planned up front so that one input
+    iterator serves the rest of the run."""
     if run.state.stopped_early:
         return []
     config, steps_per_epoch = run.config, run.batches.steps_per_epoch
@@ -295,17 +283,9 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
 
 
 def _refuse_starting_over(workdir: pathlib.Path) -> None:
-    """A workdir that holds finished epochs but no checkpoint to resume them from is not
-    trained again from scratch: that would replace its history and best weights."""
-    held = [
-        name
-        for name in ("metrics.json", "best/checkpoint", "final/checkpoint")
-        if (workdir / name).exists()
-    ]
-    with contextlib.suppress(OSError):
-        rows = len((workdir / "history.csv").read_text().splitlines()) - 1
-        if rows > 0:
-            held.insert(0, f"history.csv with {rows} epochs")
+    """A workdir with finished epochs but no checkpoint to resume them from is not trained
+    again from scratch: that would replace its history and best weights."""
+    held = [n for n in ("history.csv", "metrics.json", "best/checkpoint") if (workdir / n).exists()]
     if held:
         raise UserError(
             f"workdir {workdir} holds a run ({', '.join(held)}) but no checkpoint in"
@@ -424,7 +404,7 @@ def _finish(run: _Run) -> dict:
         else:  # or early stopping's best, saved when it took its snapshot
             final_epoch = state.restore_final()
         best_epoch = state.best.best_epoch + 1
-        final_test = None  # the final weights are scored only when they are not the best ones
+        final_test = None  # scored here only when they are not the best weights
         if final_epoch != best_epoch:
             final_test = steps.quality(run.eval_sums, run.eval_data_distributed)
         state.restore_best()
@@ -459,14 +439,9 @@ def _finish(run: _Run) -> dict:
 
 
 def _describe_code(run: _Run) -> dict:
-    """The best model's code: the Projector files, the code figures, and the probe of how
-    well it tells the classes apart against PCA and the pixels (metrics.json's `code`)."""
-    data = data_lib.FashionMNIST(
-        x_train=run.batches.images.numpy(),
-        y_train=run.labels[0],
-        x_test=run.test_images.numpy(),
-        y_test=run.labels[1],
-    )
+    """The best model's Projector files, code figures and probe (metrics.json's `code`)."""
+    images = (run.batches.images.numpy(), run.test_images.numpy())
+    data = data_lib.FashionMNIST(images[0], run.labels[0], images[1], run.labels[1])
     result = latent.describe(run.nets, data, run.workdir)
     logging.info("code probe: %s", result)
     del result["seconds"]  # metrics.json holds what the weights decide, equal on a rerun
