@@ -1,12 +1,9 @@
-"""Configs: resolve a name to `configs/NAME.py`, apply `--config.FIELD=VALUE` overrides, validate.
+"""Configs: resolve `--config=NAME`, apply `--config.FIELD=VALUE` overrides, validate. A config
+is the locked `ConfigDict` of a `get_config()`, so a typo in a field name is an error; overrides
+are parsed here, not by absl, so every mistake is one `UsageError` line that says what is valid.
+The model's own fields and their bounds come from its entry in `autoenc.models`."""
 
-A config is an `ml_collections.ConfigDict` returned by a `get_config()` function and locked, so
-a typo in a field name is an error rather than a new field. Overrides are parsed here, not by
-absl, so that every mistake (unknown config, unknown field, wrong type, out-of-range value) ends
-in one `UsageError` line that says what is valid.
-"""
-
-import importlib
+import contextlib
 import importlib.util
 import json
 import math
@@ -20,14 +17,14 @@ from autoenc.errors import UsageError
 from autoenc.models import Bounds
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
-OPTIMIZERS = ("adadelta", "adam")
-LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
-# The bounds of every numeric field but the model's own (`models.spec(config).bounds`).
-# Integers also stay below INT_LIMIT (the loop's counters and TensorFlow's int32 shapes), floats
-# below FLOAT32_MAX (they are used in float32, where a larger value is inf).
+# The string fields with a fixed set of values (`model` takes the registered models').
+CHOICES = {
+    "optimizer": ("adadelta", "adam"),
+    "lr_schedule": ("constant", "cosine"),
+    "precision": ("float32", "mixed_bfloat16", "mixed_float16"),
+}
+# The bounds of every numeric field but the model's own. Integers also stay below INT_LIMIT (the
+# loop's counters, int32 shapes), floats below FLOAT32_MAX (a larger float32 is inf).
 NUMBER_BOUNDS = {
     "noise_factor": Bounds(0.0),
     "noise_factor_max": Bounds(0.0),
@@ -47,8 +44,7 @@ NUMBER_BOUNDS = {
 }
 INT_LIMIT = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
-# The values the training loop logs after each epoch, which early stopping may monitor, and
-# the direction in which each improves (early stopping's mode "auto" takes it from here).
+# The values logged each epoch, which early stopping may monitor, and the way each improves.
 LOGGED_VALUES = {
     "loss": "min",
     "val_loss": "min",
@@ -57,13 +53,9 @@ LOGGED_VALUES = {
     "val_psnr": "max",
     "val_ssim": "max",
 }
-EARLY_STOPPING_MODES = ("auto", "min", "max")
-# Fields added to the configs after runs were saved without them, with the value those runs
-# trained with: a saved config without the field reads as having it, so the runs still resume
-# and their modes still work.
+# Top-level fields added after runs were saved without them, with the value those runs used.
 LATER_FIELDS = {"noise_factor_max": 0.0, "lr_schedule": "constant"}
-# Fields a finished or interrupted run may change on resume without starting over: more epochs,
-# and settings that change how the run is carried out or shown, never what it computes.
+# Fields a run may change on resume: more epochs, and how the run is carried out or shown.
 RESUMABLE_CHANGES = (
     "epochs",
     "data_dir",
@@ -72,27 +64,18 @@ RESUMABLE_CHANGES = (
     "image_every_epochs",
     "loss_every_steps",
     "histograms",
-    # XLA reorders float arithmetic (tests/test_precision.py bounds the difference): a run
-    # resumed with it switched is no longer bit-identical, only equal within float noise.
-    "xla",
+    "xla",  # changes results within float noise only (tests/test_precision.py bounds it)
 )
 
 
 def available_configs() -> list[str]:
     """Names accepted by `--config=NAME`: the experiment files in `configs/`."""
-    return sorted(
-        p.stem
-        for p in CONFIGS_DIR.glob("*.py")
-        if not p.stem.startswith("_") and p.stem != "common"
-    )
+    return sorted(p.stem for p in CONFIGS_DIR.glob("[!_]*.py") if p.stem != "common")
 
 
 def load_config(name_or_path: str) -> config_dict.ConfigDict:
-    """Loads and locks the config `configs/NAME.py`, or the one in a `.py` file at a path.
-
-    Raises:
-        UsageError: the name is unknown or the file has no usable `get_config()`.
-    """
+    """Loads and locks the config `configs/NAME.py`, or the one in a `.py` file at a path
+    (`UsageError` if the name is unknown or the file has no `get_config()`)."""
     if name_or_path.endswith(".py") or "/" in name_or_path:
         path = pathlib.Path(name_or_path)
         if not path.is_file():
@@ -109,15 +92,12 @@ def load_config(name_or_path: str) -> config_dict.ConfigDict:
         )
     if not hasattr(module, "get_config"):
         raise UsageError(f"config {name_or_path} has no get_config() function")
-    config = module.get_config()
-    config.lock()
-    return config
+    return module.get_config().lock()
 
 
 def _configs_package() -> str:
-    """Makes the checkout's `configs/` importable as the package `configs` (the experiment files
-    import their bases from it) without installing it: a top-level package of that name in
-    site-packages would collide with other projects'."""
+    """Imports the checkout's `configs/` as the package `configs` (the experiments import their
+    bases from it) without installing it, where it would collide with other projects'."""
     module = sys.modules.get("configs")
     if module is None or pathlib.Path(module.__file__).resolve().parent != CONFIGS_DIR:
         spec = importlib.util.spec_from_file_location(
@@ -130,27 +110,17 @@ def _configs_package() -> str:
 
 
 def load_run_config(workdir) -> config_dict.ConfigDict:
-    """The config a run saved in `WORKDIR/config.json`, locked, for using a trained run
-    without repeating its `--config` and overrides.
-
-    Raises:
-        UsageError: the workdir holds no readable config.json.
-    """
+    """The locked config a run saved in `WORKDIR/config.json`, to use a trained run without
+    repeating its `--config` and overrides (`UsageError` if there is none to read)."""
     path = pathlib.Path(workdir) / "config.json"
     if not path.exists():
         raise UsageError(
             f"{path} does not exist: give --config=NAME, or a --workdir that holds a run"
         )
     saved = read_saved_config(path)
-    for dotted, value in LATER_FIELDS.items():  # a run saved before the field existed
-        *parents, leaf = dotted.split(".")
-        node = saved
-        for part in parents:
-            node = node.setdefault(part, {})
-        node.setdefault(leaf, value)
-    config = config_dict.ConfigDict(saved)
-    config.lock()
-    return config
+    for field, value in LATER_FIELDS.items():  # a run saved before the field existed
+        saved.setdefault(field, value)
+    return config_dict.ConfigDict(saved).lock()
 
 
 def read_saved_config(path: pathlib.Path) -> dict:
@@ -162,17 +132,15 @@ def read_saved_config(path: pathlib.Path) -> dict:
             raise ValueError("not a config written by a run (no model field)")
     except (OSError, ValueError) as e:
         reason = getattr(e, "strerror", None) or e
-        raise UsageError(
-            f"cannot read {path}: {reason}; restore it or use another --workdir"
-        ) from None
+        message = f"cannot read {path}: {reason}; restore it or use another --workdir"
+        raise UsageError(message) from None
     return saved
 
 
 def field_names(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
     """All overridable leaf fields, dotted for nested ones (`early_stopping.patience`)."""
     names = []
-    for key in config.keys():
-        value = config[key]
+    for key, value in config.items():
         if isinstance(value, config_dict.ConfigDict):
             names += field_names(value, f"{prefix}{key}.")
         else:
@@ -180,44 +148,32 @@ def field_names(config: config_dict.ConfigDict, prefix: str = "") -> list[str]:
     return names
 
 
+def config_value(config: config_dict.ConfigDict, dotted: str):
+    """The value of a dotted field."""
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
 def _parse(raw: str, kind: type, field: str):
     """Parses the text of an override into the field's declared type."""
-    if raw.lower() in ("none", "null") and kind is not str:
+    if kind is str:
+        return raw
+    if raw.lower() in ("none", "null"):
         return None
-    try:
-        if kind is bool:
-            if raw.lower() in ("true", "1", "yes"):
-                return True
-            if raw.lower() in ("false", "0", "no"):
-                return False
-            raise ValueError
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-        if kind is str:
-            return raw
-    except ValueError:
-        pass
+    if kind is bool and raw.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return raw.lower() in ("true", "1", "yes")
+    with contextlib.suppress(ValueError):
+        if kind in (int, float):
+            return kind(raw)
     raise UsageError(f"--config.{field}={raw}: expected {kind.__name__}")
 
 
 def apply_override(config: config_dict.ConfigDict, dotted: str, raw: str) -> None:
-    """Sets `config.<dotted>` from its command-line text, checking the name and the type.
-
-    Raises:
-        UsageError: the field does not exist (the message lists the valid ones), or the text
-            does not parse as the field's type.
-    """
-    *parents, leaf = dotted.split(".")
-    node = config
-    for part in parents:
-        node = node.get(part) if isinstance(node, config_dict.ConfigDict) else None
-    if (
-        not isinstance(node, config_dict.ConfigDict)
-        or leaf not in node
-        or isinstance(node[leaf], config_dict.ConfigDict)
-    ):
+    """Sets `config.<dotted>` from its command-line text; a `UsageError` if the field does not
+    exist (it lists the valid ones) or the text does not parse as the field's type."""
+    if dotted not in field_names(config):
         owners = [name for name in models.names() if dotted in models.spec(name).bounds]
         if owners:  # a model's own field, in a config of another model
             raise UsageError(
@@ -228,6 +184,8 @@ def apply_override(config: config_dict.ConfigDict, dotted: str, raw: str) -> Non
         raise UsageError(
             f"unknown config field {dotted!r}; valid fields: {', '.join(field_names(config))}"
         )
+    parent, _, leaf = dotted.rpartition(".")
+    node = config_value(config, parent) if parent else config
     kind = node.get_ref(leaf).get_type()
     value = _parse(raw, kind, dotted)
     if value is None and node[leaf] is not None and kind is not float:
@@ -243,18 +201,30 @@ def apply_overrides(config: config_dict.ConfigDict, overrides: dict[str, str]) -
 
 
 def validate(config: config_dict.ConfigDict, num_train_images: int | None = None) -> None:
-    """Checks values are in range; raises `UsageError` naming the first bad field.
-
-    Args:
-        config: the resolved config.
-        num_train_images: when known, the size of the training set, to check `train_examples`.
-    """
-    _check_choices(config)
-    _check_numbers(config)
-    _check_early_stopping(config)
-    xla_nondeterminism = models.spec(config).xla_nondeterminism
-    if config.xla and config.deterministic and xla_nondeterminism:
-        _fail(config, "xla", f"{xla_nondeterminism}; add --config.deterministic=false")
+    """Checks values are known and in range; raises `UsageError` naming the first bad field.
+    `num_train_images`, when known, is the training set's size, to check `train_examples`."""
+    for field, valid in {"model": models.names(), **CHOICES}.items():
+        if config[field] not in valid:
+            _fail(config, field, f"must be one of {', '.join(valid)}")
+    model = models.spec(config)
+    missing = [field for field in model.fields if field not in config]
+    if missing:
+        needs = f"the {config.model} model needs the fields {', '.join(model.fields)}"
+        start = f"start from a config of that model ({_configs_of(config.model)})"
+        _fail(config, "model", f"{needs} (this config lacks {', '.join(missing)}); {start}")
+    _check_numbers(config, {**NUMBER_BOUNDS, **model.bounds})
+    es = config.early_stopping
+    if es.monitor not in LOGGED_VALUES:
+        logged = f"must be one of the values logged each epoch: {', '.join(LOGGED_VALUES)}"
+        _fail(config, "early_stopping.monitor", logged)
+    if es.mode not in ("auto", "min", "max"):
+        _fail(config, "early_stopping.mode", "must be auto, min or max")
+    direction = LOGGED_VALUES[es.monitor]
+    if es.mode not in ("auto", direction):  # else a run that learns stops after `patience`
+        better = f"{es.monitor} is better {'lower' if direction == 'min' else 'higher'}"
+        _fail(config, "early_stopping.mode", f"{better}; use auto or {direction}")
+    if config.xla and config.deterministic and model.xla_nondeterminism:
+        _fail(config, "xla", f"{model.xla_nondeterminism}; add --config.deterministic=false")
     if num_train_images is not None and config.train_examples > num_train_images:
         _fail(config, "train_examples", f"the training set has only {num_train_images} images")
     train_size = config.train_examples or num_train_images
@@ -266,37 +236,14 @@ def _fail(config, field: str, message: str):
     raise UsageError(f"--config.{field}={config_value(config, field)}: {message}")
 
 
-def _check_choices(config) -> None:
-    """The string fields name known things, and the model's own fields are all there."""
-    if config.model not in models.names():
-        _fail(config, "model", f"must be one of {', '.join(models.names())}")
-    if config.optimizer not in OPTIMIZERS:
-        _fail(config, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        _fail(config, "lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
-    if config.precision not in PRECISIONS:
-        _fail(config, "precision", f"must be one of {', '.join(PRECISIONS)}")
-    fields = models.spec(config).fields
-    missing = [field for field in fields if field not in config]
-    if missing:
-        _fail(
-            config,
-            "model",
-            f"the {config.model} model needs the fields {', '.join(fields)}"
-            f" (this config lacks {', '.join(missing)});"
-            f" start from a config of that model ({_configs_of(config.model)})",
-        )
-
-
 def _configs_of(model: str) -> str:
     """`--config=NAME` for each experiment of `model`, for error messages."""
     names = [name for name in available_configs() if load_config(name).model == model]
     return ", ".join(f"--config={name}" for name in names) or "none in configs/ yet"
 
 
-def _check_numbers(config) -> None:
+def _check_numbers(config, bounds: dict) -> None:
     """Every numeric field is finite, fits the type it is used as, and lies in its bounds."""
-    bounds = {**NUMBER_BOUNDS, **models.spec(config).bounds}
     for field in field_names(config):
         value = config_value(config, field)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -304,50 +251,11 @@ def _check_numbers(config) -> None:
         if not math.isfinite(value):
             _fail(config, field, "must be a finite number")
         field_bounds = bounds.get(field, Bounds())
-        problem = field_bounds.problem(value)
-        if problem:
+        if problem := field_bounds.problem(value):
             _fail(config, field, problem)
         limit = INT_LIMIT if isinstance(value, int) else FLOAT32_MAX
         if field_bounds.high is None and abs(value) > limit:
             _fail(config, field, f"must lie within ±{limit:.3g}")
-
-
-def _check_early_stopping(config) -> None:
-    """`monitor` names a value the loop logs, and `mode` does not contradict its direction."""
-    es = config.early_stopping
-    if es.monitor not in LOGGED_VALUES:
-        _fail(
-            config,
-            "early_stopping.monitor",
-            f"must be one of the values logged each epoch: {', '.join(LOGGED_VALUES)}",
-        )
-    if es.mode not in EARLY_STOPPING_MODES:
-        _fail(config, "early_stopping.mode", "must be auto, min or max")
-    direction = LOGGED_VALUES[es.monitor]
-    if es.mode not in ("auto", direction):
-        # The wrong way round, every real improvement counts as a setback: a run that learns
-        # would stop after `patience` epochs.
-        way = "lower" if direction == "min" else "higher"
-        _fail(
-            config,
-            "early_stopping.mode",
-            f"{es.monitor} is better {way}; use auto or {direction}",
-        )
-
-
-def config_value(config: config_dict.ConfigDict, dotted: str):
-    """The value of a dotted field."""
-    node = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def field_type(config: config_dict.ConfigDict, dotted: str) -> type:
-    """The declared type of a dotted field (also for a placeholder that holds None)."""
-    *parents, leaf = dotted.split(".")
-    node = config_value(config, ".".join(parents)) if parents else config
-    return node.get_ref(leaf).get_type()
 
 
 def to_json(config: config_dict.ConfigDict) -> str:
