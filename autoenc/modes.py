@@ -1,9 +1,6 @@
-"""What `launch.py --mode=...` does once it has a config and a workdir: train, or one of the
-ways of using a trained run (figures, eval, export, apply), with their logging and output files.
-
-Each mode's own flags are refused with the other modes, so a misplaced flag is an error rather
-than silently ignored.
-"""
+"""What `launch.py --mode=...` does once it has a config and a workdir: train, or use a trained
+run (figures, embeddings, eval, export, apply), with the logging and output files of each. A
+mode's own flags are refused with the other modes, so a misplaced flag is an error."""
 
 import sys
 
@@ -23,18 +20,10 @@ MODE_FLAGS = {
 
 
 def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -> None:
-    """Runs `mode` (train, figures, eval, export, apply).
+    """Runs `mode` (train, figures, embeddings, eval, export, apply) on a resolved config.
 
-    Args:
-        mode: the --mode flag.
-        config: the resolved config.
-        workdir: the run's work directory.
-        strategy_name: the --strategy flag (training only).
-        options: the mode flags of `MODE_FLAGS` by name (None or absent: not given).
-
-    Raises:
-        UserError: anything the user can fix, including a flag given with the wrong mode.
-    """
+    `strategy_name` is the --strategy flag (training only); `options` holds the flags of
+    `MODE_FLAGS` by name (None: not given). Raises `UserError` for anything the user can fix."""
     for flag, value in options.items():
         if value is not None and flag not in MODE_FLAGS.get(mode, ()):
             owners = "|".join(name for name, flags in MODE_FLAGS.items() if flag in flags)
@@ -50,30 +39,23 @@ def run(mode: str, config, workdir: str, *, strategy_name: str, options: dict) -
             raise UserError(f"cannot write figures in {workdir}: {e.strerror or e}") from None
         logging.info("figures: %s", ", ".join(str(path) for path in paths))
     elif mode == "embeddings":
-        result = latent.from_workdir(config, workdir)
-        logging.info(
-            "code probe (%s): code %.4f, PCA of its width %s, pixels %.4f; Projector files in %s",
-            result["classifier"],
-            result["code"],
-            "-" if result["pca"] is None else f"{result['pca']:.4f}",
-            result["pixels"],
-            f"{workdir}/projector",
-        )
+        probe = latent.from_workdir(config, workdir)
+        pca = "-" if probe["pca"] is None else f"{probe['pca']:.4f}"
+        scores = f"code {probe['code']:.4f}, PCA of its width {pca}, pixels {probe['pixels']:.4f}"
+        where = f"Projector files in {workdir}/projector"
+        logging.info("code probe (%s): %s; %s", probe["classifier"], scores, where)
     elif mode == "eval":
-        noise_factor, seed = options.get("noise_factor"), options.get("eval_seed")
-        run_eval(config, workdir, noise_factor, seed, weights)
+        run_eval(config, workdir, options.get("noise_factor"), options.get("eval_seed"), weights)
     elif mode == "export":
         path = export.export_workdir(config, workdir, options.get("export_dir"), weights)
         signatures = "serving_default, reconstruct, encode, decode"
         logging.info("SavedModel in %s (signatures: %s)", path, signatures)
     else:
-        inputs, output_dir = options.get("inputs"), options.get("output_dir")
-        run_apply(config, workdir, inputs, output_dir, bool(options.get("overwrite")), weights)
+        run_apply(config, workdir, options, weights)
 
 
 def run_eval(config, workdir, noise_factor, seed, weights="best") -> None:
-    """Evaluates the best checkpoint (or the final weights) and writes
-    `WORKDIR/eval/noise<X>_seed<N>[_final].json`."""
+    """Evaluates the best (or final) weights into `WORKDIR/eval/noise<X>_seed<N>[_final].json`."""
     result = evaluate.evaluate_workdir(
         config, workdir, noise_factor=noise_factor, seed=seed, weights=weights
     )
@@ -90,23 +72,22 @@ def run_eval(config, workdir, noise_factor, seed, weights="best") -> None:
     logging.info("written to %s", path)
 
 
-def _brief(quality: dict) -> str:
+def _brief(scores: dict) -> str:
     return "  ".join(
-        f"{name} {value:.2f} dB" if name == "psnr" else f"{name} {value:.4f}"
-        for name, value in quality.items()
+        f"{k} {v:.2f} dB" if k == "psnr" else f"{k} {v:.4f}" for k, v in scores.items()
     )
 
 
-def run_apply(config, workdir, inputs, output_dir, overwrite=False, weights="best") -> None:
-    """Applies the best model (or the final one) to files; one stderr line per file that
-    fails, then an error."""
+def run_apply(config, workdir, options: dict, weights="best") -> None:
+    """Applies the best (or final) model to `--inputs`: a line per failed file, then an error."""
+    inputs, output_dir = options.get("inputs"), options.get("output_dir")
     if not inputs or not output_dir:
         raise UsageError("--mode=apply needs --inputs=PATH[,PATH...] and --output_dir=DIR")
+    overwrite = bool(options.get("overwrite"))
     failed = total = 0
-    outcomes = apply_lib.apply_to_files(
+    for outcome in apply_lib.apply_to_files(
         config, workdir, inputs, output_dir, overwrite=overwrite, weights=weights
-    )
-    for outcome in outcomes:
+    ):
         total += 1
         if outcome.problem:
             failed += 1
@@ -114,8 +95,6 @@ def run_apply(config, workdir, inputs, output_dir, overwrite=False, weights="bes
         else:
             logging.info("%s -> %s", outcome.source, outcome.output)
     if failed:
-        raise UserError(
-            f"{failed} of {total} input files failed (listed above);"
-            f" {total - failed} results written to {output_dir}"
-        )
+        written = f"{total - failed} results written to {output_dir}"
+        raise UserError(f"{failed} of {total} input files failed (listed above); {written}")
     logging.info("%d results written to %s", total, output_dir)
