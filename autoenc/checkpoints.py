@@ -1,10 +1,9 @@
 """Opening a trained run: the one way figures, eval, export and apply get a run's weights.
 
 `open_trained_run` checks the workdir can be read, finds its best (or final) checkpoint, takes
-the workdir's shared lock (so a training run cannot replace the weights mid-read, while other
-readers may share it) and yields the model with those weights, refusing a config that differs
-from the run's in a field that decides them. The checkpoints themselves are written by
-`autoenc.run_state.RunState`.
+the workdir's shared lock (so training cannot replace the weights mid-read, while other readers
+may share it) and yields the model with those weights, refusing a config that differs from the
+run's in a field that decides them. `autoenc.run_state.RunState` writes the checkpoints.
 """
 
 import contextlib
@@ -20,11 +19,6 @@ from autoenc.run_state import checkpoint_path_problem, latest_checkpoint
 # The config fields that decide the noisy test images a run was scored on (the noise is keyed
 # on the seed and the batch index): what figures and evaluation must share with the run too.
 TEST_NOISE_FIELDS = ("noise_factor", "seed", "batch_size")
-
-
-def model_fields(config) -> tuple[str, ...]:
-    """The config fields that decide the weights' shapes: the model and its own fields."""
-    return ("model", *models.spec(config).fields)
 
 
 def best_checkpoint_path(workdir, weights: str = "best") -> str:
@@ -43,36 +37,27 @@ def best_checkpoint_path(workdir, weights: str = "best") -> str:
     return path
 
 
-def load_best_model(
-    config,
-    workdir,
-    *,
-    also: tuple[str, ...] = (),
-    hint: str = "",
-    weights: str = "best",
-) -> models.Autoencoder:
-    """Builds the model `config` describes and loads a workdir's best weights into it (or its
-    final weights, those training ended with, with `weights="final"`).
-
-    The encoder and decoder share the autoencoder's layers, so all three carry the best
-    weights. Used by everything that applies a trained model (figures, eval, export, apply).
+def load_best_model(config, workdir, *, also=(), hint="", weights="best") -> models.Autoencoder:
+    """Builds the model `config` describes with a workdir's best (or final) weights; the encoder
+    and decoder share the autoencoder's layers, so all three carry them.
 
     Args:
         config: the config the run was trained with.
         workdir: the run's work directory.
-        also: config fields that must equal the run's besides the model's own
-            (`TEST_NOISE_FIELDS` when the noisy test images matter too).
+        also: fields that must equal the run's besides the model's own (`TEST_NOISE_FIELDS`
+            when the noisy test images matter too).
         hint: appended to the refusal, e.g. which flags to use instead.
         weights: "best" (WORKDIR/best) or "final" (WORKDIR/final).
 
     Raises:
         UserError: the workdir has no such checkpoint, or it cannot be restored.
-        UsageError: `config` differs from the run's in one of `fields`.
+        UsageError: `config` differs from the run's in a field that decides the weights.
     """
     workdir = pathlib.Path(workdir)
     best = best_checkpoint_path(workdir, weights)
+    deciding = ("model", *models.spec(config).fields, *also)
     differing = workdir_lib.saved_config_differences(workdir, config) or []
-    differing = [field for field in differing if field in (*model_fields(config), *also)]
+    differing = [field for field in differing if field in deciding]
     if differing:
         raise UsageError(
             f"workdir {workdir} holds a run with a different config"
@@ -88,16 +73,9 @@ def load_best_model(
 
 @contextlib.contextmanager
 def open_trained_run(config, workdir, *, weights="best", also=(), hint=""):
-    """Yields `(nets, checkpoint_path)`: the model `config` describes with a run's best (or
-    final) weights, while holding the workdir's shared lock (see `load_best_model` for the
-    arguments).
-
-    Raises:
-        UserError: an unreadable workdir, no such checkpoint, or a run training there now.
-        UsageError: a config that differs from the run's in a field that decides the weights.
-    """
+    """Yields `(nets, checkpoint_path)` as `load_best_model` builds them, holding the workdir's
+    shared lock; a `UserError` also for an unreadable workdir or a run training there now."""
     workdir_lib.check_readable(workdir)
     path = best_checkpoint_path(workdir, weights)  # a missing run fails before the lock
     with workdir_lib.WorkdirLock(workdir, shared=True):
-        nets = load_best_model(config, workdir, also=also, hint=hint, weights=weights)
-        yield nets, path
+        yield load_best_model(config, workdir, also=also, hint=hint, weights=weights), path
