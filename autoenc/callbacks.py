@@ -1,11 +1,9 @@
-"""The stopping rules of the training loop: early stopping and the choice of best checkpoint.
+"""The training loop's stopping rules, as Keras 3.15 decides them on the same logs.
 
-`EarlyStopping` and `BestCheckpoint` make the decisions that Keras 3.15's
-`keras.callbacks.EarlyStopping` and `keras.callbacks.ModelCheckpoint(save_best_only=True)` make on
-the same logs (when to stop, which epochs to save as best, which epoch's weights a run ends with),
-without a model: they do no I/O and touch no weights. A monitored value is read as `float(value)`,
-as `fit` hands it to its callbacks, and compared as a Python float where Keras compares float32
-tensors: values only float64 tells apart tie in Keras, not here. The state is plain JSON.
+`EarlyStopping` (when to stop, whose weights a run ends with) and `BestCheckpoint` (which epochs to
+save as best) decide as `keras.callbacks.EarlyStopping` and `ModelCheckpoint(save_best_only=True)`,
+without a model or I/O. A value is read as `float(value)`, as `fit` hands it over, and compared as
+a Python float: values only float64 tells apart tie in Keras' float32 comparisons, not here.
 """
 
 from __future__ import annotations
@@ -17,24 +15,17 @@ from typing import Any
 
 from autoenc.errors import UserError
 
-# How `state_dict` spells a non-finite float, so that the state is strict JSON.
-_NON_FINITE = ("nan", "inf", "-inf")
-
 
 def _direction(owner: str, monitor: str, mode: str, metric_directions: Mapping | None) -> str:
-    """Return 'min' or 'max' as Keras' `MonitorCallback` picks it.
-
-    In 'auto' mode Keras minimises a monitor named `loss` (after dropping `val_`) and otherwise
-    follows the `_direction` ('up' or 'down') of the compiled metric of that name, which
-    `metric_directions` stands in for; Keras 3 has no 'acc' substring rule.
-    """
+    """Return 'min' or 'max' as Keras' `MonitorCallback` picks it: in 'auto' mode, the direction
+    ('up' or 'down') that `metric_directions` gives the monitor's name without `val_`, as Keras
+    reads the compiled metric's, else 'min' for `loss`; Keras 3 has no 'acc' substring rule."""
     if mode not in ("auto", "min", "max"):
         warnings.warn(f"{owner} mode '{mode}' is unknown, fallback to auto mode.", stacklevel=4)
         mode = "auto"
     if mode != "auto":
         return mode
     name = monitor.removeprefix("val_")
-    # A compiled metric's direction wins over the name rule, as in Keras.
     direction = (metric_directions or {}).get(name, "down" if name == "loss" else None)
     if direction not in ("up", "down"):
         raise ValueError(
@@ -43,15 +34,6 @@ def _direction(owner: str, monitor: str, mode: str, metric_directions: Mapping |
             "direction ('up' or 'down') in metric_directions."
         )
     return "max" if direction == "up" else "min"
-
-
-def _monitored(logs: Mapping | None, monitor: str, missing: str) -> float | None:
-    """Return `logs[monitor]` as a float, or None after warning `missing` when it is absent."""
-    value = (logs or {}).get(monitor)
-    if value is None:
-        warnings.warn(missing.format(available=",".join(logs or {})), stacklevel=3)
-        return None
-    return float(value)
 
 
 def _to_json(value: float | None) -> float | str | None:
@@ -69,7 +51,7 @@ def _load(state: Mapping, key: str, kind: type, optional: bool = False) -> Any:
     if value is None and optional:
         return None
     if kind is float and (
-        value in _NON_FINITE if isinstance(value, str) else type(value) in (int, float)
+        value in ("nan", "inf", "-inf") if isinstance(value, str) else type(value) in (int, float)
     ):
         return float(value)
     if kind is int and type(value) is int:
@@ -82,12 +64,24 @@ class _Monitor:
 
     # The state saved with the loop's checkpoint: attribute -> (type, whether it may be None).
     _STATE: dict[str, tuple[type, bool]] = {}
+    _MISSING = ""  # Keras' warning when the monitor is not in the logs
 
     def __init__(self, monitor: str, mode: str, min_delta: float, directions: Mapping | None):
         self.monitor = monitor
         self.direction = _direction(type(self).__name__, monitor, mode, directions)
         # Keras keeps |min_delta|, subtracted towards 'better': its sign is ignored.
         self.min_delta = abs(min_delta) if self.direction == "max" else -abs(min_delta)
+
+    def _current(self, logs: Mapping | None) -> float | None:
+        """Return the monitored value as a float, or None after warning when it is absent."""
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            available = ",".join(logs or {})
+            warnings.warn(
+                self._MISSING.format(monitor=self.monitor, available=available), stacklevel=3
+            )
+            return None
+        return float(value)
 
     def _is_improvement(self, value: float, reference: float | None) -> bool:
         # Anything beats None, NaN included; nothing then beats a NaN best (as in Keras).
@@ -101,11 +95,8 @@ class _Monitor:
         return {key: _to_json(getattr(self, key)) for key in self._STATE}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore `state_dict`'s values; the configuration comes from the constructor.
-
-        Raises:
-            UserError: A value is missing or of the wrong kind (nothing is then changed).
-        """
+        """Restore `state_dict`'s values (not the configuration, which the constructor sets); a
+        UserError, changing nothing, if a value is missing or of the wrong kind."""
         loaded = {key: _load(state, key, *kind) for key, kind in self._STATE.items()}
         for key, value in loaded.items():
             setattr(self, key, value)
@@ -121,6 +112,10 @@ class EarlyStopping(_Monitor):
     _STATE = dict(
         wait=(int, False), best=(float, True), best_epoch=(int, False), stopped_epoch=(int, False)
     )
+    _MISSING = (
+        "Early stopping conditioned on metric `{monitor}` which is not available. "
+        "Available metrics are: {available}"
+    )
 
     def __init__(
         self,
@@ -134,21 +129,10 @@ class EarlyStopping(_Monitor):
         *,
         metric_directions: Mapping[str, str] | None = None,
     ) -> None:
-        """Configure the rule, with Keras' arguments.
-
-        Args:
-            monitor: Key of the value in the logs to watch.
-            min_delta: Smallest change that counts as an improvement; its sign is ignored.
-            patience: Epochs without improvement before stopping.
-            mode: 'min', 'max' or 'auto'; an unknown mode warns and falls back to 'auto'.
-            baseline: Until an epoch beats it, improvements do not reset `wait`.
-            restore_best_weights: End with the best epoch's weights rather than the last's.
-            start_from_epoch: Epochs with a 0-based index below this are not monitored.
-            metric_directions: Maps a metric name (without `val_`) to 'up' or 'down', as the
-                compiled metrics Keras consults in 'auto' mode.
-
-        Raises:
-            ValueError: In 'auto' mode the direction of `monitor` is unknown.
+        """Configure the rule with Keras' arguments, which mean what they mean there (the sign of
+        `min_delta` is ignored; an unknown `mode` warns and falls back to 'auto').
+        `metric_directions` maps a metric name (without `val_`) to 'up' or 'down', standing in for
+        the compiled metrics Keras consults in 'auto' mode; a ValueError if it has no direction.
         """
         super().__init__(monitor, mode, min_delta, metric_directions)
         self.patience = patience
@@ -158,25 +142,17 @@ class EarlyStopping(_Monitor):
         self.wait = 0
         self.stopped_epoch = 0
         self.best: float | None = None
-        # Keras starts it at 0, not None, so it reads 0 until an epoch is monitored.
-        self.best_epoch = 0
+        self.best_epoch = 0  # Keras' start, not None: 0 until an epoch is monitored
 
     def update(self, epoch: int, logs: Mapping[str, Any] | None) -> bool:
-        """Record a finished epoch as Keras' `on_epoch_end` does.
-
-        Args:
-            epoch: The 0-based index of the epoch.
-            logs: Its values; a missing monitor warns (even while warming up), changes nothing.
+        """Record a finished (0-based) epoch as Keras' `on_epoch_end` does; a missing monitor
+        warns (even while warming up) and changes nothing.
 
         Returns:
             True when Keras would set `stop_training`; `stopped_epoch` is then this epoch (never
             0: the first monitored epoch always improves on None).
         """
-        missing = (
-            f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
-            "Available metrics are: {available}"
-        )
-        current = _monitored(logs, self.monitor, missing)
+        current = self._current(logs)
         if current is None or epoch < self.start_from_epoch:
             return False
         # Counted before comparing: an improvement short of the baseline still uses patience.
@@ -192,11 +168,8 @@ class EarlyStopping(_Monitor):
         return False
 
     def restored_epoch(self) -> int | None:
-        """Return the epoch whose weights Keras' `fit` ends with, or None for the last epoch's.
-
-        With `restore_best_weights`, `on_train_end` restores the best epoch's weights whether or
-        not training stopped early; it has none to restore if no epoch was monitored.
-        """
+        """Return the epoch whose weights Keras' `fit` ends with, or None for the last epoch's:
+        with `restore_best_weights`, the best epoch's, whether or not training stopped early."""
         if self.restore_best_weights and self.best is not None:
             return self.best_epoch
         return None
@@ -210,6 +183,7 @@ class BestCheckpoint(_Monitor):
     """
 
     _STATE = dict(best=(float, True), best_epoch=(int, True))
+    _MISSING = "Can save best model only with {monitor} available."
 
     def __init__(
         self,
@@ -219,29 +193,20 @@ class BestCheckpoint(_Monitor):
         *,
         metric_directions: Mapping[str, str] | None = None,
     ) -> None:
-        """Configure the rule with Keras' arguments; `metric_directions` and errors as for
-        `EarlyStopping`."""
+        """Configure the rule with Keras' arguments; the rest as for `EarlyStopping`."""
         super().__init__(monitor, mode, 0.0, metric_directions)
         self.best = None if initial_value_threshold is None else float(initial_value_threshold)
         self.best_epoch: int | None = None
 
     def is_improvement(self, logs: Mapping[str, Any] | None) -> bool:
-        """Return whether Keras would save for these logs; changes nothing.
-
-        A missing monitor warns and saves, as Keras falls back to saving every epoch.
-        """
-        missing = f"Can save best model only with {self.monitor} available."
-        current = _monitored(logs, self.monitor, missing)
+        """Return whether Keras would save for these logs, changing nothing. A missing monitor
+        warns and saves, as Keras falls back to saving every epoch."""
+        current = self._current(logs)
         return current is None or self._is_improvement(current, self.best)
 
     def commit(self, epoch: int, logs: Mapping[str, Any] | None) -> None:
-        """Record the epoch's value as the best once its checkpoint is saved.
-
-        A save made because the monitor was missing is not a best, and records nothing.
-
-        Raises:
-            ValueError: The value is no improvement, so nothing should have been saved.
-        """
+        """Record the epoch's value as the best once its checkpoint is saved (a save made for a
+        missing monitor records nothing); a ValueError if it is no improvement."""
         if (logs or {}).get(self.monitor) is None:
             return
         current = float(logs[self.monitor])
