@@ -1,9 +1,6 @@
-"""Fashion-MNIST on disk: finding, downloading, reading and validating the four IDX `.gz` files.
-
-Looks in a directory the user named, Keras' cache and Debian's `dataset-fashion-mnist`, else
-downloads into Keras' cache; reads IDX with numpy + gzip, checks headers, payloads and SHA-256,
-and turns every problem into a one-line `DataError` naming the file or the places searched.
-"""
+"""Fashion-MNIST's four IDX `.gz` files: found in a directory the user named, Keras' cache or
+Debian's `dataset-fashion-mnist`, else downloaded; read with numpy + gzip and checked (headers,
+payloads, SHA-256), every problem a one-line `DataError` naming the file or the places searched."""
 
 import gzip
 import hashlib
@@ -68,55 +65,50 @@ def _error(text: object) -> DataError:
 
 def keras_cache_dir() -> Path:
     """Keras' Fashion-MNIST cache, reading `KERAS_HOME` on every call (Keras reads it at import)."""
-    keras_home = os.environ.get("KERAS_HOME")
-    if keras_home:
+    if keras_home := os.environ.get("KERAS_HOME"):
         base = Path(keras_home).expanduser()
-    else:
-        user_home = Path("~").expanduser()
-        base = (user_home if os.access(user_home, os.W_OK) else Path("/tmp")) / ".keras"
+    else:  # ~/.keras, or /tmp/.keras if the home directory is read-only
+        home = Path("~").expanduser()
+        base = (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
     return base / "datasets" / "fashion-mnist"
 
 
 def search_dirs(data_dir: str | None) -> list[Path]:
-    """Lists the directories to look for the four files in, in order, without duplicates:
-    `data_dir` if given (`None` or empty skips it), the Keras cache, then `DEBIAN_DIR`."""
+    """The directories searched, in order, once each: `data_dir` if given, Keras', Debian's."""
     dirs = [Path(data_dir).expanduser()] if data_dir else []
-    dirs += [keras_cache_dir(), DEBIAN_DIR]
-    return list(dict.fromkeys(dirs))
+    return list(dict.fromkeys([*dirs, keras_cache_dir(), DEBIAN_DIR]))
 
 
 def read_idx(path: Path | str, *, ndim: int | None = None, sha256: str | None = None) -> np.ndarray:
-    """Reads one gzip-compressed IDX file of unsigned bytes into a writable uint8 array.
-
-    `ndim` 3 requires images (magic 2051), 1 labels (2049); `sha256` is the expected hash of the
-    decompressed file, header included. Raises `DataError` if the file is missing, not gzip,
-    truncated, malformed or fails the checksum.
-    """
+    """Reads one gzip-compressed IDX file of unsigned bytes into a writable uint8 array; `ndim` 3
+    requires images, 1 labels; `sha256` is that of the decompressed file, header included. Raises
+    `DataError` if the file is missing, not gzip, truncated, malformed or fails the checksum."""
     path = Path(path)
+
+    def fail(problem: str) -> DataError:
+        return _error(f"{path}: {problem}")
+
     try:
         with gzip.open(path, "rb") as stream:
             head = stream.read(4)
             if len(head) < 4:
-                raise _error(f"{path}: truncated: {len(head)}-byte IDX header")
+                raise fail(f"truncated: {len(head)}-byte IDX header")
             magic = int.from_bytes(head, "big", signed=True)
             file_ndim = _MAGIC_NDIM.get(magic)
             if file_ndim is None:
-                raise _error(
-                    f"{path}: not an IDX uint8 file: magic number {magic}, expected "
-                    "2049 (labels) or 2051 (images)"
+                raise fail(
+                    f"not an IDX uint8 file: magic number {magic}, expected 2049 (labels) or 2051"
+                    " (images)"
                 )
             if ndim is not None and file_ndim != ndim:
-                wanted = 2051 if ndim == 3 else 2049
-                raise _error(f"{path}: IDX magic number {magic}, expected {wanted}")
+                raise fail(f"IDX magic number {magic}, expected {2051 if ndim == 3 else 2049}")
             dims = stream.read(4 * file_ndim)
             if len(dims) < 4 * file_ndim:
-                raise _error(f"{path}: truncated: IDX header ends inside the dimensions")
+                raise fail("truncated: IDX header ends inside the dimensions")
             shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
             size = math.prod(shape)
             if size > _MAX_GZIP_RATIO * path.stat().st_size:
-                raise _error(
-                    f"{path}: corrupt: header claims shape {shape}, more than the file can hold"
-                )
+                raise fail(f"corrupt: header claims shape {shape}, more than the file can hold")
 
             data = np.empty(size, dtype=np.uint8)
             view = memoryview(data).cast("B")
@@ -124,26 +116,24 @@ def read_idx(path: Path | str, *, ndim: int | None = None, sha256: str | None = 
             while got < size:
                 count = stream.readinto(view[got : got + _CHUNK_BYTES])
                 if not count:
-                    raise _error(
-                        f"{path}: truncated: header says {size} data bytes for shape {shape},"
+                    raise fail(
+                        f"truncated: header says {size} data bytes for shape {shape},"
                         f" file has {got}"
                     )
                 got += count
             if stream.read(1):
-                raise _error(
-                    f"{path}: extra bytes after the {size} data bytes the header describes"
-                )
+                raise fail(f"extra bytes after the {size} data bytes the header describes")
     # BadGzipFile is an OSError; a stream cut short raises EOFError, damaged deflate zlib.error.
     except (OSError, EOFError, zlib.error) as exc:
-        raise _error(f"{path}: cannot read: {exc}") from exc
+        raise fail(f"cannot read: {exc}") from exc
 
     if sha256 is not None:
         digest = hashlib.sha256(head + dims)
         digest.update(data)
         if digest.hexdigest() != sha256:
-            raise _error(
-                f"{path}: corrupt: SHA-256 of the decompressed data is {digest.hexdigest()}, "
-                f"expected {sha256} (damaged, or not the Fashion-MNIST file)"
+            raise fail(
+                f"corrupt: SHA-256 of the decompressed data is {digest.hexdigest()}, expected"
+                f" {sha256} (damaged, or not the Fashion-MNIST file)"
             )
     return data.reshape(shape)
 
@@ -161,8 +151,8 @@ def _missing(directory: Path) -> str | None:
 
 
 def _load_dir(directory: Path, verify_checksums: bool) -> FashionMNIST:
-    """Reads the four files in `directory` (which must all exist), then checks each split."""
-    # Only the real files have known hashes and sizes; tests load small synthetic ones unverified.
+    """Reads the four files in `directory` (which must all exist), then checks each split. Only
+    the real files have known hashes and sizes; tests load small synthetic ones unverified."""
     hashes = SHA256 if verify_checksums else (None,) * len(FILES)
     counts = (TRAIN_COUNT, TEST_COUNT) if verify_checksums else (None, None)
     paths = [directory / name for name in FILES]
@@ -192,11 +182,11 @@ def _load_dir(directory: Path, verify_checksums: bool) -> FashionMNIST:
 
 
 def _keras_get_file(name: str, origin: str, directory: Path) -> None:
-    """Downloads `origin` to `directory / name` with Keras' downloader."""
-    # Imported here because importing Keras loads TensorFlow (seconds); only a download needs it.
+    """Downloads `origin` to `directory / name` with Keras' downloader, imported here because
+    importing Keras loads TensorFlow (seconds). An absolute cache_subdir makes Keras write into
+    `directory` itself, never its own cache."""
     import keras
 
-    # An absolute cache_subdir makes Keras write into `directory` itself, never its own cache.
     keras.utils.get_file(name, origin=origin, cache_dir=str(directory), cache_subdir=str(directory))
 
 
@@ -229,20 +219,12 @@ def _download(cache_dir: Path, verify_checksums: bool) -> FashionMNIST:
 def load_fashion_mnist(
     data_dir: str | None = None, download: bool = True, *, verify_checksums: bool = True
 ) -> FashionMNIST:
-    """Loads Fashion-MNIST from the first of `search_dirs(data_dir)` holding all four files.
-
-    A directory the user named must hold valid files (falling back would hide their mistake); a
-    cache or system directory with invalid files is skipped with a warning.
-
-    Args:
-        data_dir: A directory holding `FILES`, or `None`.
-        download: Whether to download into the Keras cache if no directory has the files.
-        verify_checksums: Whether to check each SHA-256 and the real sizes (60000 and 10000);
-            off, any split of at least one image passes (small synthetic files in tests).
-
-    Raises:
-        DataError: in one line, what was searched, why each place failed and how to fix it.
-    """
+    """Loads Fashion-MNIST from the first of `search_dirs(data_dir)` holding all four files, else
+    downloads it into Keras' cache if `download`. A directory the user named must hold valid files
+    (falling back would hide their mistake); a cache or system directory with invalid ones is
+    skipped with a warning. `verify_checksums` checks each SHA-256 and the real sizes; off, any
+    split of at least one image passes (small synthetic files in tests). Raises a one-line
+    `DataError` saying what was searched, why each place failed and how to fix it."""
     dirs = search_dirs(data_dir)
     if data_dir:
         if missing := _missing(dirs[0]):
