@@ -1,10 +1,8 @@
-"""The tf.data input pipeline: uint8 images in, (model input, clean target) batches out.
-
-Training batches keep clean images uint8 (the train step scales them); evaluation batches are
-floats. Noise is stateless RNG keyed on (seed, epoch, batch index): fresh every epoch, the same for
-the same seed whatever consumes it (a seeded stateful RNG in `map` repeats it, tensorflow#35682).
-Validation noise is keyed on the batch alone, so val_loss is comparable across epochs, and is
-never drawn with the cheaper `normal_from_16_bits` that mixed-precision training may use."""
+"""The tf.data input pipeline: uint8 images in, (model input, clean target) batches out (clean
+training images stay uint8 for the train step to scale). Noise is stateless RNG keyed on (seed,
+epoch, batch): fresh every epoch, the same whatever consumes it (a seeded stateful RNG in `map`
+repeats it, tensorflow#35682). Validation noise is keyed on the batch alone, comparable across
+epochs, and never drawn with the cheaper `normal_from_16_bits` mixed precision may use."""
 
 import dataclasses
 import math
@@ -25,9 +23,8 @@ def _stream_seed(seed: int, stream: int, *keys) -> tf.Tensor:
 
 
 def normal_from_16_bits(shape, seed: tf.Tensor) -> tf.Tensor:
-    """Float32 N(0, 1) draws of `shape` from a stateless seed, two per 32-bit random word, by
-    Box-Muller on its 16-bit halves: a CDF within 1/2**16 of the normal's, for less CPU than
-    `tf.random.stateless_normal` (docs/speed.md)."""
+    """Float32 N(0, 1) draws of `shape` from a stateless seed by Box-Muller on the 16-bit halves
+    of 32-bit random words: a CDF within 1/2**16 of the normal's, for less CPU (docs/speed.md)."""
     count = tf.reduce_prod(shape)
     words = tf.random.stateless_uniform(
         [(count + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32
@@ -57,14 +54,11 @@ def to_float(images: tf.Tensor) -> tf.Tensor:
 
 @dataclasses.dataclass(frozen=True)
 class TrainBatches:
-    """The training batches of a run: which images, how many per batch, and their noise.
-
-    `images` are uint8 (N, 28, 28), `batch_size` the global batch, `input_shape` one model
-    input's shape; `seed` picks every epoch's shuffle order and noise; `noise_factor` 0 gives
-    clean inputs. `noise_factor_max` > 0 draws each image's level from [0, noise_factor_max]
-    anew every epoch (a blind denoiser; `noise_factor` is then validation's).
-    `noise_from_16_bits` draws with `normal_from_16_bits` (inputs rounded to 16 bits anyway).
-    """
+    """A run's training batches: uint8 `images` (N, 28, 28), the global `batch_size`, one model
+    input's `input_shape`, the `seed` of every epoch's order and noise, `noise_factor` (0: clean
+    inputs). `noise_factor_max` > 0 draws each image's level from [0, noise_factor_max] every
+    epoch (a blind denoiser; `noise_factor` is then validation's). `noise_from_16_bits` draws
+    with `normal_from_16_bits` (inputs rounded to 16 bits anyway)."""
 
     images: tf.Tensor
     batch_size: int
@@ -81,7 +75,6 @@ class TrainBatches:
 
     @property
     def noisy(self) -> bool:
-        """Whether the training inputs carry noise."""
         return self.noise_factor > 0 or self.noise_factor_max > 0
 
     def noise_levels(self, epoch) -> tf.Tensor | None:
@@ -94,19 +87,16 @@ class TrainBatches:
         return tf.random.stateless_uniform([count], seed=seed, maxval=self.noise_factor_max)
 
     def run_dataset(self, epochs: list, *, skip_batches=0, block_sizes=None) -> tf.data.Dataset:
-        """The shuffled (input, clean target) batches of `epochs` (0-based, in order) as one
-        dataset, so nothing is rebuilt between epochs; the first epoch from batch `skip_batches`
-        on. The target is uint8, and so is a noiseless input. With `block_sizes` (a list per
-        epoch) each element is a block of that many consecutive batches, with the same noise."""
+        """The shuffled (input, uint8 target) batches of `epochs` (0-based) as one dataset, the
+        first from batch `skip_batches` on; a noiseless input is uint8 too. With `block_sizes` (a
+        list per epoch) an element is a block of that many batches, with the same noise."""
         skips = tf.constant([skip_batches] + [0] * (len(epochs) - 1), tf.int64)
         epochs = tf.constant(epochs, tf.int64)
-        if block_sizes is None:
-            per_epoch = self._epoch_of_batches
-            dataset = tf.data.Dataset.from_tensor_slices((epochs, skips))
-        else:
+        per_epoch, columns = self._epoch_of_batches, (skips,)
+        if block_sizes is not None:
             per_epoch = self._epoch_of_blocks
-            firsts, sizes = self._check_blocks(block_sizes, skip_batches)
-            dataset = tf.data.Dataset.from_tensor_slices((epochs, firsts, sizes))
+            columns = self._check_blocks(block_sizes, skip_batches)
+        dataset = tf.data.Dataset.from_tensor_slices((epochs, *columns))
         return dataset.flat_map(per_epoch).prefetch(tf.data.AUTOTUNE)
 
     def _batch_indices(self, epoch) -> tf.Tensor:
@@ -145,12 +135,9 @@ class TrainBatches:
                     f" {steps} batches"
                 )
             firsts.append([start + sum(sizes[:n]) for n in range(len(sizes))])
-        width = max(len(sizes) for sizes in block_sizes)
-
-        def padded(rows):
-            return tf.constant([row + [0] * (width - len(row)) for row in rows], tf.int64)
-
-        return padded(firsts), padded(block_sizes)
+        return tuple(
+            tf.ragged.constant(rows, tf.int64).to_tensor() for rows in (firsts, block_sizes)
+        )
 
     def _noisy(self, clean, epoch, batch_index, indices, levels):
         key = _stream_seed(self.seed, _TRAIN_NOISE_STREAM, epoch, batch_index)
@@ -191,5 +178,4 @@ def eval_dataset(images, *, batch_size, seed, noise_factor, input_shape) -> tf.d
         return add_noise(clean, noise_factor, key), clean
 
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
-    dataset = dataset.map(make_batch, **_IN_ORDER_IN_PARALLEL)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.map(make_batch, **_IN_ORDER_IN_PARALLEL).prefetch(tf.data.AUTOTUNE)

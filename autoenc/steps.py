@@ -1,8 +1,7 @@
-"""The traced inner loop: distributed train and eval steps and the loss (no I/O or logging).
-
-Each replica's loss is its share of the global-batch mean (per-example BCE averaged over pixels,
-divided by the *global* batch, plus the activity regulariser over the replica count), so the
-all-reduced gradient is the single-device gradient of the global batch."""
+"""The traced inner loop: distributed train and eval steps and the loss (no I/O or logging). A
+replica's loss is its share of the global-batch mean (BCE averaged over pixels, divided by the
+*global* batch, plus the regulariser over the replica count): the all-reduced gradient is the
+single-device gradient of the global batch."""
 
 import keras
 import tensorflow as tf
@@ -20,7 +19,7 @@ def regularization_loss(model: keras.Model) -> tf.Tensor:
 
 def make_replica_step(model, optimizer, global_batch_size: int, *, jit_gradients=False):
     """Builds `replica_step((inputs, targets)) -> loss`: one replica's forward pass, gradients
-    and update on its slice of a global batch (`jit_gradients`: the gradients XLA-compiled). A
+    (XLA-compiled with `jit_gradients`) and update on its slice of a global batch. A
     `LossScaleOptimizer` gets its loss scaled; its `apply_gradients` unscales the gradients."""
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -47,15 +46,11 @@ def make_replica_step(model, optimizer, global_batch_size: int, *, jit_gradients
 
 
 class TrainSteps:
-    """`train_steps(iterator, num_steps) -> per-step losses`, and the iterator it wants.
-
-    A call runs `num_steps` steps in one traced function (one round trip into the graph); the
-    per-step global-batch losses let the host name the step where a loss stopped being finite.
-    With XLA and one replica, a model without convolutions runs a call as one XLA program on a
-    block of batches (XLA's CPU convolutions run slower inside its loop), others one per step;
-    with several replicas only each replica's loss-and-gradients compiles (a whole replicated
-    step does not). `run_iterator` gives the matching input.
-    """
+    """`train_steps(iterator, num_steps) -> per-step losses` in one traced call, the losses
+    naming the step where one stopped being finite; `run_iterator` gives the matching input. With
+    XLA and one replica, a model without convolutions runs a call as one XLA program on a block of
+    batches (XLA's CPU convolutions are slower inside its loop), others one per step; with several
+    replicas only each replica's loss-and-gradients compiles (a replicated step does not)."""
 
     def __init__(self, strategy, model, optimizer, global_batch_size: int, *, jit_compile=False):
         self._strategy = strategy
@@ -66,17 +61,16 @@ class TrainSteps:
         )
         if self.takes_blocks:
             self.function = _steps_in_one_program(strategy, replica_step)
+        elif jit_compile and single_replica:
+            self.function = make_step_loop(strategy, tf.function(replica_step, jit_compile=True))
         else:
-            if jit_compile and single_replica:
-                replica_step = tf.function(replica_step, jit_compile=True)
             self.function = make_step_loop(strategy, replica_step)
 
     def __call__(self, iterator, num_steps: int) -> tf.Tensor:
         return self.function(iterator, tf.constant(num_steps))
 
     def run_iterator(self, batches: pipeline.TrainBatches, plan: list, *, skip_batches: int = 0):
-        """One distributed iterator over the input of several epochs' calls, `plan` = [(epoch,
-        calls), ...], the first epoch from batch `skip_batches` on."""
+        """The distributed input of `plan` = [(epoch, calls), ...], from batch `skip_batches` on."""
         epochs = [epoch for epoch, _ in plan]
         blocks = [calls for _, calls in plan] if self.takes_blocks else None
         dataset = batches.run_dataset(epochs, skip_batches=skip_batches, block_sizes=blocks)
@@ -131,7 +125,7 @@ def _has_convolutions(model: keras.Model) -> bool:
 
 def _steps_in_one_program(strategy, replica_step):
     """`train_steps` for one replica with XLA: one XLA program (per distinct `num_steps`) loops
-    over the call's block of batches, one iterator element of [num_steps, batch, ...]."""
+    over the call's block of batches, an iterator element of [num_steps, batch, ...]."""
 
     @tf.function(jit_compile=True)
     def run_block(block):
@@ -146,9 +140,8 @@ def _steps_in_one_program(strategy, replica_step):
     def train_steps(iterator, num_steps):
         block = next(iterator)
         block_steps = tf.shape(tf.nest.flatten(block)[0])[0]
-        check = tf.debugging.assert_equal(
-            block_steps, num_steps, message="the pipeline's block is not num_steps batches"
-        )
+        message = "the pipeline's block is not num_steps batches"
+        check = tf.debugging.assert_equal(block_steps, num_steps, message=message)
         with tf.control_dependencies([check]):  # no step runs on a block of the wrong length
             return run_block(block)
 
@@ -156,10 +149,8 @@ def _steps_in_one_program(strategy, replica_step):
 
 
 def make_eval_sums(strategy, model: keras.Model | None):
-    """Builds `eval_sums(distributed_dataset) -> [count, loss, bce, mse, psnr, ssim]` sums.
-
-    `loss` is what training minimises, as Keras' val_loss. With `model=None` the inputs
-    themselves are scored: the baseline a denoiser must beat."""
+    """Builds `eval_sums(distributed_dataset) -> [count, loss, bce, mse, psnr, ssim]` sums, `loss`
+    what training minimises (Keras' val_loss); `model=None` scores the inputs (a denoiser's bar)."""
 
     def replica_sums(batch):
         inputs, targets = (pipeline.to_float(images) for images in batch)
@@ -187,8 +178,7 @@ def make_eval_sums(strategy, model: keras.Model | None):
 def sums_to_means(sums) -> dict[str, float]:
     """Turns `eval_sums` output into {'loss', 'bce', 'mse', 'psnr', 'ssim'} means."""
     count, *totals = [float(v) for v in sums]
-    names = ("loss", *metrics.QUALITY_NAMES)
-    return {name: total / count for name, total in zip(names, totals)}
+    return {name: total / count for name, total in zip(("loss", *metrics.QUALITY_NAMES), totals)}
 
 
 def quality(eval_sums, dist_eval_data) -> dict[str, float]:
