@@ -1,7 +1,6 @@
 """The traced inner loop: distributed train and eval steps and the loss (no I/O or logging). A
-replica's loss is its share of the global-batch mean (BCE averaged over pixels, divided by the
-*global* batch, plus the regulariser over the replica count): the all-reduced gradient is the
-single-device gradient of the global batch."""
+replica's loss is its share of the global-batch mean (pixel-averaged BCE over the *global* batch,
+regulariser over the replica count): the all-reduced gradient is that of one device."""
 
 import keras
 import tensorflow as tf
@@ -46,11 +45,10 @@ def make_replica_step(model, optimizer, global_batch_size: int, *, jit_gradients
 
 
 class TrainSteps:
-    """`train_steps(iterator, num_steps) -> per-step losses` in one traced call, the losses
-    naming the step where one stopped being finite; `run_iterator` gives the matching input. With
-    XLA and one replica, a model without convolutions runs a call as one XLA program on a block of
-    batches (XLA's CPU convolutions are slower inside its loop), others one per step; with several
-    replicas only each replica's loss-and-gradients compiles (a replicated step does not)."""
+    """`train_steps(iterator, num_steps) -> per-step losses` in one traced call; `run_iterator`
+    gives its input. With XLA and one replica, a model without convolutions runs a call as one XLA
+    program on a block of batches (XLA's CPU convolutions are slower in its loop), others a step
+    each; with several replicas only each replica's loss-and-gradients compiles."""
 
     def __init__(self, strategy, model, optimizer, global_batch_size: int, *, jit_compile=False):
         self._strategy = strategy
