@@ -1,11 +1,8 @@
-"""A trained model applied to the user's own image files (`--mode=apply`).
-
-Each image goes as given through `serving.ServingFunctions.reconstruct`, the function an export
-serves. An image larger than one call's worth of pixels is denoised in tiles, each run with a
-margin around it at least as wide as the model's receptive field (derived from its layers): the
-untiled result to float rounding, in bounded memory. A file that cannot be used is reported in
-its `Outcome` and the rest still runs.
-"""
+"""A trained model applied to the user's own image files (`--mode=apply`), each image as given
+through `serving.ServingFunctions.reconstruct`, the function an export serves. One larger than a
+call's worth of pixels goes in tiles, each run with a margin of the model's receptive field (derived
+from its layers): the untiled result to float rounding, in bounded memory. A file that cannot be
+used is reported in its `Outcome` and the rest still runs."""
 
 import itertools
 import math
@@ -19,7 +16,6 @@ import numpy as np
 
 from autoenc import checkpoints, image_files, layers, models, serving
 from autoenc.errors import UsageError, UserError
-from autoenc.image_files import FileProblem
 
 PIXELS_PER_CALL = 1 << 20  # bounds a call's activations (up to 32 floats per pixel per layer)
 # Keras layers that act on each pixel (or pass tensors on) without looking at its neighbours.
@@ -39,12 +35,10 @@ def list_inputs(specs: list[str]) -> list[pathlib.Path]:
     """The input files: each spec is a file (kept if missing, to be reported) or a directory,
     whose files but hidden ones are taken in name order. A UsageError if there are none."""
     paths = []
-    for spec in specs:
-        path = pathlib.Path(spec)
+    for path in map(pathlib.Path, specs):
         if path.is_dir():
-            paths += sorted(
-                child for child in path.iterdir() if child.is_file() and child.name[0] != "."
-            )
+            visible = [child for child in path.iterdir() if child.name[0] != "."]
+            paths += sorted(child for child in visible if child.is_file())
         else:
             paths.append(path)
     if not paths:
@@ -143,10 +137,9 @@ class Tiling(NamedTuple):
 
 
 def tiling_for(model: keras.Model, size_multiple: int = 1, tile: int | None = None) -> Tiling:
-    """The tiling of a fully convolutional model whose serving function pads images to
-    multiples of `size_multiple`. The margin is its receptive radius rounded up to a multiple
-    of that and of its alignment, so that a window reaching the image's edge is padded as the
-    whole image is; windows hold about PIXELS_PER_CALL pixels unless `tile` is given."""
+    """The tiling of a fully convolutional model served padded to multiples of `size_multiple`:
+    the margin is its receptive radius rounded up to a multiple of that and of its alignment, so a
+    window at the image's edge is padded as the whole image; windows of ~PIXELS_PER_CALL pixels."""
     radius, alignment = receptive_field(model)
     step = math.lcm(alignment, size_multiple)
     margin = -(-radius // step) * step
@@ -157,19 +150,16 @@ def tiling_for(model: keras.Model, size_multiple: int = 1, tile: int | None = No
     return Tiling(tile, margin)
 
 
-def reconstruct(
-    functions: serving.ServingFunctions, images: np.ndarray, tiling: Tiling | None
-) -> np.ndarray:
-    """The model's output for (N, H, W) images: small ones a few per call, one larger than a
-    window in tiles (`tiling`; None for the dense models, 28x28 only). A window reaching the
-    image's edge starts at a multiple of the tiling's step, so it is padded as the whole image."""
+def reconstruct(functions, images: np.ndarray, tiling: Tiling | None) -> np.ndarray:
+    """`functions.reconstruct` (as `serving.ServingFunctions`') of (N, H, W) images: small ones a
+    few per call, one larger than a window in tiles (`tiling`; None for the dense models, 28x28
+    only). A window at the image's edge starts at a multiple of the tiling's step, so it is padded
+    as the whole image."""
     height, width = images.shape[1:]
     if tiling is None or max(height, width) <= tiling.tile + 2 * tiling.margin:
         per_call = max(1, PIXELS_PER_CALL // (height * width))
-        parts = [
-            functions.reconstruct(images[start : start + per_call])["image"].numpy()
-            for start in range(0, len(images), per_call)
-        ]
+        starts = range(0, len(images), per_call)
+        parts = [functions.reconstruct(images[i : i + per_call])["image"].numpy() for i in starts]
         return np.concatenate(parts)
     output = np.empty_like(images)
     tile, margin = tiling
@@ -183,68 +173,62 @@ def reconstruct(
     return output
 
 
-def _refuse_existing_results(output_dir: pathlib.Path, targets: list[tuple]) -> None:
-    """Refuses a result name taken in `output_dir` (by an earlier result or a user's file)."""
+def _targets(inputs: list[str], output_dir: pathlib.Path, overwrite: bool) -> list[tuple]:
+    """(input, result) pairs, an input given twice twice. A UsageError for a result name taken in
+    `output_dir` (by an earlier result or a user's file), unless `overwrite`."""
+    targets = [(path, output_dir / image_files.result_name(path)) for path in list_inputs(inputs)]
+    if overwrite:
+        return targets
     for source, target in targets:
-        if source.suffix.lower() not in image_files.SUPPORTED_SUFFIXES or not source.is_file():
-            continue  # reported as a problem of its own; no result is written for it
-        if target.exists() or target.is_symlink():
+        # An input reported as a problem of its own writes no result.
+        readable = source.suffix.lower() in image_files.SUPPORTED_SUFFIXES and source.is_file()
+        if readable and (target.exists() or target.is_symlink()):
             raise UsageError(
                 f"--output_dir={output_dir} already holds {target.name} (the result name of"
                 f" {source}); pass --overwrite to replace such files, or another --output_dir"
             )
+    return targets
 
 
 def apply_to_files(
     config, workdir, inputs: list[str], output_dir, *, overwrite: bool = False, weights="best"
 ) -> Iterator[Outcome]:
-    """Runs a run's best model (or its final one, `weights="final"`) on image files: `NAME.png`,
-    `.jpg` or `.jpeg` gives `OUTPUT_DIR/NAME.png`, `NAME.npy` gives `OUTPUT_DIR/NAME.npy`.
-
-    `config`, `workdir` and the errors raised before any file is read are those of
-    `checkpoints.open_trained_run`; `inputs` are files and directories (`list_inputs`). A file in
-    `output_dir` under a result's name is refused before anything is written, unless `overwrite`;
-    an input, or a result of the same call, is never replaced.
-
-    Yields:
-        One `Outcome` per input file, in order, after its result is written (or not).
-    """
+    """Runs a run's best model (or its final one, `weights="final"`) on the files of `inputs`
+    (`list_inputs`), yielding an `Outcome` per file in order once its result is written (or not).
+    `NAME.png`, `.jpg` or `.jpeg` gives `OUTPUT_DIR/NAME.png`; `NAME.npy`, `OUTPUT_DIR/NAME.npy`.
+    Errors before any file is read are `checkpoints.open_trained_run`'s. A file in `output_dir`
+    under a result's name is refused before anything is written, unless `overwrite`; an input, or
+    a result of the same call, is never replaced."""
     output_dir = pathlib.Path(output_dir)
-    sources = list_inputs(inputs)
-    # (input, result) pairs: an input given twice is reported twice.
-    targets = [
-        (path, output_dir / (path.stem + image_files.output_suffix(path))) for path in sources
-    ]
-    if not overwrite:
-        _refuse_existing_results(output_dir, targets)
+    targets = _targets(inputs, output_dir, overwrite)
     with checkpoints.open_trained_run(config, workdir, weights=weights) as (nets, _):
         _prepare_output_dir(output_dir)
         functions = serving.ServingFunctions(nets, config.model)
         flat = models.spec(config).flat  # flat vectors: 28x28 images only
         tiling = None if flat else tiling_for(nets.autoencoder, functions.size_multiple)
         written = {}  # output path -> the input it came from
-        input_files = {source.resolve() for source in sources}
+        input_files = {source.resolve() for source, _ in targets}
         for source, target in targets:
             try:
                 if target in written:
-                    raise FileProblem(
+                    raise image_files.FileProblem(
                         f"its result {target.name} would replace that of {written[target]};"
                         " rename one"
                     )
                 if target.resolve() in input_files:
-                    raise FileProblem(
+                    raise image_files.FileProblem(
                         f"its result would replace the input {target}; choose another --output_dir"
                     )
                 images = image_files.read_images(source)
                 height, width = images.pixels.shape[1:]
                 if flat and (height, width) != (28, 28):
-                    raise FileProblem(
+                    raise image_files.FileProblem(
                         f"{height}x{width} pixels; the {config.model} model takes exactly 28x28"
                         " (resize the image first)"
                     )
                 results = reconstruct(functions, images.pixels, tiling)
                 image_files.write_like(target, results, images)
-            except FileProblem as problem:
+            except image_files.FileProblem as problem:
                 yield Outcome(source, None, str(problem))
                 continue
             written[target] = source

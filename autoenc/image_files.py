@@ -1,12 +1,10 @@
-"""Reading a user's image files into grey float images, and writing results back (Pillow, numpy).
+"""A user's image files read as grey float images in [0, 1], and results written back (Pillow).
 
-- Pictures, `.png`, `.jpg`, `.jpeg` (PNG or JPEG content): grey by Pillow's luma
-  L = 0.299 R + 0.587 G + 0.114 B, transparency ignored, 8-bit values divided by 255 and 16-bit
-  grey PNG by 65535; more than `PIL.Image.MAX_IMAGE_PIXELS` is refused. Results: 8-bit grey PNG.
-- Arrays, `.npy`: an (H, W) image or an (N, H, W) stack, uint8 as 0..255, float as 0..1 (values
-  outside are refused, not guessed at). Results: float32 in [0, 1] of the input's shape.
-
-A problem with a file is a `FileProblem` saying what is wrong; the caller reports it and goes on.
+Pictures (`.png`, `.jpg`, `.jpeg` of PNG or JPEG content) go grey by Pillow's luma 0.299 R +
+0.587 G + 0.114 B, transparency ignored, from 8-bit values or 16-bit grey PNG, up to
+`PIL.Image.MAX_IMAGE_PIXELS`; results are 8-bit grey PNG. Arrays (`.npy`) hold an (H, W) image or
+an (N, H, W) stack, uint8 as 0..255, float as 0..1 (values outside are refused, not guessed at);
+results are float32 of the input's shape. A `FileProblem` says what is wrong with one file.
 """
 
 import io
@@ -36,8 +34,7 @@ class Images(NamedTuple):
 
 
 def read_images(path: pathlib.Path) -> Images:
-    """A file's images, float32 in [0, 1] of shape (N, H, W); a FileProblem for a missing,
-    unreadable or unsupported file, or one not of grey images in the documented ranges."""
+    """A file's `Images`; a FileProblem if it is missing, unreadable, of a wrong type or range."""
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise FileProblem(
             f"unsupported file type {path.suffix or '(no suffix)'!r};"
@@ -58,10 +55,8 @@ def _read_picture(path: pathlib.Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=["PNG", "JPEG"]) as picture:
                 picture.load()  # decode now, so a truncated file fails here
-                if picture.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey PNG
-                    pixels, scale = np.array(picture, dtype=np.float32), 65535.0
-                else:
-                    pixels, scale = np.array(picture.convert("L"), dtype=np.float32), 255.0
+                deep = picture.mode in ("I;16", "I;16B", "I;16L", "I")  # 16-bit grey PNG
+                pixels = np.array(picture if deep else picture.convert("L"), dtype=np.float32)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise FileProblem(
             f"more than the {Image.MAX_IMAGE_PIXELS:,} pixels Pillow opens"
@@ -71,7 +66,7 @@ def _read_picture(path: pathlib.Path) -> np.ndarray:
         raise FileProblem("not a PNG or JPEG image") from None
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise FileProblem(f"cannot decode the image: {e}") from None
-    pixels /= scale  # in place: a large scan's float copy is the biggest array here
+    pixels /= 65535.0 if deep else 255.0  # in place: the float copy is a scan's largest array
     return pixels
 
 
@@ -95,14 +90,14 @@ def _read_array(path: pathlib.Path) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def output_suffix(path: pathlib.Path) -> str:
-    """The suffix of the result for an input file: .npy for an array, else .png."""
-    return ARRAY_SUFFIX if path.suffix.lower() == ARRAY_SUFFIX else ".png"
+def result_name(path: pathlib.Path) -> str:
+    """The file name of an input file's result: NAME.npy for an array, else NAME.png."""
+    return path.stem + (ARRAY_SUFFIX if path.suffix.lower() == ARRAY_SUFFIX else ".png")
 
 
 def write_like(target: pathlib.Path, results: np.ndarray, source: Images) -> None:
-    """Writes (N, H, W) results in [0, 1] atomically, as `source` held its images: 8-bit PNG
-    for a picture, float32 .npy of the source's shape for an array; FileProblem if it cannot."""
+    """Writes (N, H, W) results in [0, 1] atomically as `source` held its images (8-bit PNG or
+    float32 .npy of its shape); a FileProblem if it cannot."""
     buffer = io.BytesIO()
     if source.array_shape is not None:
         np.save(buffer, results.reshape(source.array_shape).astype(np.float32))
