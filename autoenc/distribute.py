@@ -1,9 +1,6 @@
-"""Which devices train: one machine's GPUs or logical CPU devices, or several machines.
-
-`--strategy=mirrored` is MirroredStrategy over the local GPUs, else over the logical CPU devices
-of `configure_cpu_devices`; `multi_worker` is MultiWorkerMirroredStrategy over the machines in
-`TF_CONFIG` or the tasks of a Slurm job step, where only the chief writes the results.
-"""
+"""Which devices train: `--strategy=mirrored` is MirroredStrategy over the local GPUs, else the
+logical CPU devices of `configure_cpu_devices`; `multi_worker` is MultiWorkerMirroredStrategy over
+the machines in `TF_CONFIG` or a Slurm job step's tasks, where only the chief writes results."""
 
 import json
 import os
@@ -17,11 +14,8 @@ STRATEGIES = ("mirrored", "multi_worker")
 ClusterResolver = tf.distribute.cluster_resolver.ClusterResolver
 
 # What SlurmClusterResolver reads; srun sets them for every task of a job step.
-SLURM_STEP_VARIABLES = (
-    "SLURM_PROCID",
-    "SLURM_STEP_NUM_TASKS",
-    "SLURM_STEP_NODELIST",
-    "SLURM_STEP_TASKS_PER_NODE",
+SLURM_STEP_VARIABLES = tuple(
+    "SLURM_PROCID SLURM_STEP_NUM_TASKS SLURM_STEP_NODELIST SLURM_STEP_TASKS_PER_NODE".split()
 )
 # Without reserved ports, job J's tasks on a node take ports FIRST + (J mod JOBS) * BLOCK + i.
 SLURM_PORTS_FIRST, SLURM_PORTS_JOBS, SLURM_PORTS_BLOCK = 20000, 1000, 16
@@ -36,8 +30,7 @@ def configure_cpu_devices(count: int) -> None:
     devices = [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
     try:
         tf.config.set_logical_device_configuration(cpu, devices)
-    except RuntimeError:
-        # Devices already initialised: fine if they already have the split asked for.
+    except RuntimeError:  # devices already initialised
         existing = len(tf.config.list_logical_devices("CPU"))
         if existing != count:
             raise UsageError(
@@ -75,11 +68,10 @@ def cluster_resolver(name: str) -> ClusterResolver | None:
 
 def slurm_cluster_resolver() -> tf.distribute.cluster_resolver.SlurmClusterResolver:
     """TensorFlow's SlurmClusterResolver for this job step, without its faults: each task keeps
-    the GPUs Slurm gave it (TensorFlow's runs `nvidia-smi`, absent on CPU nodes, and rewrites
-    `CUDA_VISIBLE_DEVICES`); tasks follow Slurm's node order, not names sorted (node10 before
-    node9); node lists it cannot parse ("r[1-2]n[1-4]") go to `scontrol`; ports are the step's
-    reserved ones or a block by job ID, not 8888... for every job; and the task is resolved at
-    once (unresolved, every task would look like the chief)."""
+    its GPUs (TensorFlow's runs `nvidia-smi` and rewrites `CUDA_VISIBLE_DEVICES`); tasks follow
+    Slurm's node order, not sorted names; `scontrol` expands node lists it cannot parse; ports are
+    the step's reserved ones or a block by job ID, not 8888... for every job; and the task is
+    resolved at once (else every task would look like the chief)."""
     missing = [name for name in SLURM_STEP_VARIABLES if name not in os.environ]
     if missing:
         raise UsageError(
@@ -96,8 +88,8 @@ def slurm_cluster_resolver() -> tf.distribute.cluster_resolver.SlurmClusterResol
     else:
         job = int(os.environ["SLURM_JOB_ID"])
         ports = SLURM_PORTS_FIRST + (job % SLURM_PORTS_JOBS) * SLURM_PORTS_BLOCK
-    # The GPUs Slurm gave this task (num_accelerators reports them: 0 means one CPU device), as
-    # physical devices, which honour CUDA_VISIBLE_DEVICES and do not start the runtime.
+    # This task's GPUs (0: one CPU device) as physical devices, which honour CUDA_VISIBLE_DEVICES
+    # and do not start the runtime.
     gpus = len(tf.config.list_physical_devices("GPU"))
     resolver = _SlurmClusterResolver(
         port_base=ports, gpus_per_node=gpus * tasks_per_node, gpus_per_task=gpus, auto_set_gpu=False
@@ -116,10 +108,9 @@ class _SlurmClusterResolver(tf.distribute.cluster_resolver.SlurmClusterResolver)
         except ValueError:  # a node list TensorFlow cannot parse: Slurm expands it
             nodelist = os.environ["SLURM_STEP_NODELIST"]
         cannot = f"cannot expand SLURM_STEP_NODELIST={nodelist!r} with scontrol show hostnames"
+        command = ["scontrol", "show", "hostnames", nodelist]
         try:
-            result = subprocess.run(
-                ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True
-            )
+            result = subprocess.run(command, capture_output=True, text=True)
         except OSError as e:  # no scontrol on this node
             raise UsageError(f"{cannot}: {e}") from None
         hosts = result.stdout.split()
@@ -151,21 +142,17 @@ def make_strategy(resolver: ClusterResolver | None = None) -> tf.distribute.Stra
     if resolver is None:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-    # NCCL between GPUs, TensorFlow's ring on CPUs. Physical devices: listing logical ones would
-    # start the runtime before the strategy.
+    # NCCL between GPUs, TensorFlow's ring on CPUs; listing logical devices would start the runtime.
     implementation = tf.distribute.experimental.CommunicationImplementation
-    has_gpus = bool(tf.config.list_physical_devices("GPU"))
+    gpus = tf.config.list_physical_devices("GPU")
     options = tf.distribute.experimental.CommunicationOptions(
-        implementation=implementation.NCCL if has_gpus else implementation.AUTO
+        implementation=implementation.NCCL if gpus else implementation.AUTO
     )
-    return tf.distribute.MultiWorkerMirroredStrategy(
-        cluster_resolver=resolver, communication_options=options
-    )
+    return tf.distribute.MultiWorkerMirroredStrategy(resolver, communication_options=options)
 
 
 def _replica_sum(strategy: tf.distribute.Strategy):
-    """A tf.function summing a tensor over all replicas of all workers (an all-reduce that every
-    worker must call at the same point); `reduce` offers SUM and MEAN but no MIN or MAX."""
+    """A tf.function summing a tensor over every replica of every worker (all must call it)."""
 
     @tf.function
     def replica_sum(value):
@@ -211,9 +198,8 @@ def per_replica_batch(strategy: tf.distribute.Strategy, global_batch: int) -> in
 
 
 def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
-    """Splits each global batch across replicas, by data: every worker builds the same batches
-    (from the seed) and keeps its replicas' slices, so N workers see what one machine would. One
-    replica gets the dataset unchanged: the distributed iterator costs CPU time every step."""
+    """Splits each global batch across replicas by data (every worker builds the same batches and
+    keeps its slices); one replica gets the dataset unchanged (a distributed iterator costs CPU)."""
     if strategy.num_replicas_in_sync == 1:
         return dataset
     options = tf.data.Options()
