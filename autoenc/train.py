@@ -185,8 +185,7 @@ class _Run:
     def model(self) -> keras.Model:
         return self.nets.autoencoder
 
-    def done_in_epoch(self) -> int:
-        """Steps of the current epoch already trained (non-zero after a mid-epoch resume)."""
+    def done_in_epoch(self) -> int:  # steps of the current epoch trained before a resume
         return int(self.state.step) - int(self.state.epoch) * self.batches.steps_per_epoch
 
 
@@ -373,20 +372,12 @@ def _write_epoch_summaries(run: _Run, row: dict, val: dict) -> None:
 
 
 def _log_epoch(run: _Run, row: dict, val: dict) -> None:
-    best = run.state.best
+    best, stop = run.state.best, "  early stop" if run.state.stopped_early else ""
     logging.info(
-        "epoch %d/%d  loss %.4f  val_loss %.4f  val_psnr %.2f dB  %.1f s  %.0f img/s  "
-        "best %.4f (epoch %d)%s",
-        row["epoch"],
-        run.config.epochs,
-        row["loss"],
-        row["val_loss"],
-        val["psnr"],
-        row["seconds"],
-        row["images_per_sec"],
-        best.best,
-        best.best_epoch + 1,
-        "  early stop" if run.state.stopped_early else "",
+        f"epoch {row['epoch']}/{run.config.epochs}  loss {row['loss']:.4f}  val_loss"
+        f" {row['val_loss']:.4f}  val_psnr {val['psnr']:.2f} dB  {row['seconds']:.1f} s"
+        f"  {row['images_per_sec']:.0f} img/s  best {best.best:.4f} (epoch {best.best_epoch + 1})"
+        + stop
     )
 
 
@@ -417,16 +408,12 @@ def _finish(run: _Run) -> dict:
         )
         chief = run.output_dir == run.workdir  # a non-chief worker's files are thrown away
         code = _describe_code(run) if chief and latent.has_code(run.nets) else None
-        metrics = dict(
-            best_epoch=best_epoch,
-            best_val_loss=state.best.best,
-            epochs_completed=int(state.epoch),
-            stopped_early=state.stopped_early,
-            **test,
-            final=dict(epoch=final_epoch, test=final_test or test["test"]),
-            replicas=run.strategy.num_replicas_in_sync,
-            **({"code": code} if code else {}),
-        )
+        metrics = dict(best_epoch=best_epoch, best_val_loss=state.best.best, **test)
+        metrics.update(epochs_completed=int(state.epoch), stopped_early=state.stopped_early)
+        metrics["final"] = dict(epoch=final_epoch, test=final_test or test["test"])
+        metrics["replicas"] = run.strategy.num_replicas_in_sync
+        if code:
+            metrics["code"] = code
         workdir_lib.write_json(run.output_dir / "metrics.json", metrics)
         logging.info("test (best model, epoch %d): %s", best_epoch, metrics["test"])
         if "noisy_input" in metrics:
