@@ -77,18 +77,13 @@ def latest_checkpoint(directory) -> str | None:
 
 
 class RunState:
-    """The model, its optimizer and the loop's counters and decisions, with their checkpoints.
+    """The model, its optimizer and the loop's counters and decisions, with their checkpoints:
+    `step`, `epoch` and `epoch_loss_sum` (variables), `history` (rows of `HISTORY_FIELDS`),
+    `best` (`ModelCheckpoint`'s rule on val_loss) and `early_stopping` (None when off).
 
-    Make it outside the strategy's scope (its counters are plain variables the host loop reads
-    as numbers) and `restore()` it inside, after the optimizer is built: a Keras 3 optimizer's
-    slots are otherwise silently not restored.
-
-    Attributes:
-        step, epoch: optimizer steps done and epochs completed (int64 variables).
-        epoch_loss_sum: the sum of this epoch's step losses (float64 variable).
-        history: one dict per finished epoch, with `HISTORY_FIELDS`.
-        best: which epoch's weights are the best so far on val_loss (`ModelCheckpoint`'s rule).
-        early_stopping: the stopping rule and its counters; None when the config turns it off.
+    Make it outside the strategy's scope (its counters are plain variables the host reads) and
+    `restore()` it inside, after the optimizer is built, or the optimizer's slots are silently
+    not restored.
     """
 
     def __init__(self, config, model, optimizer, output_dir, *, resume_from=None):

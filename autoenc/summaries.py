@@ -1,11 +1,7 @@
-"""TensorBoard summaries, written from the host loop: one writer per split, plus the run's hparams.
-
-The layout is that of Keras' TensorBoard callback (`WORKDIR/train`, `WORKDIR/validation`, tags
-`epoch_<name>`), so `tensorboard --logdir WORKDIR` overlays training and validation curves and a
-parent directory shows several workdirs side by side. The train run also gets `batch_loss`, the
-graph of the train step and optional weight histograms; the validation run an image grid of fixed
-validation images. `write_hparams` writes the config and test metrics into `WORKDIR` itself for
-the HParams dashboard. Nothing here runs inside `strategy.run`, where tf.summary has no writer.
+"""TensorBoard summaries from the host loop (inside `strategy.run` tf.summary has no writer),
+laid out as Keras' TensorBoard callback lays them out: `WORKDIR/train` and `WORKDIR/validation`
+with `epoch_<name>` tags, plus `batch_loss`, the train step's graph, histograms and an image grid;
+`write_hparams` writes the config and test metrics into `WORKDIR` for the HParams dashboard.
 """
 
 import pathlib
@@ -40,14 +36,9 @@ class Summaries:
         }
 
     def train_losses(self, first_step: int, losses: np.ndarray) -> None:
-        """Writes `batch_loss` at each step of one `train_steps` call that is a multiple of
-        `config.loss_every_steps` (0: never). Steps count optimizer steps over the whole run, so
-        the curve continues across epochs and resumed runs.
-
-        Args:
-            first_step: optimizer steps done before the call; `losses[i]` is step first_step+1+i.
-            losses: the per-step global-batch losses the call returned.
-        """
+        """Writes `batch_loss` at the steps of one `train_steps` call that are multiples of
+        `config.loss_every_steps` (0: never); `losses[i]` is the loss of step first_step+1+i,
+        counted over the whole run so the curve continues across epochs and resumes."""
         every = self._config.loss_every_steps
         if every < 1:
             return
@@ -57,12 +48,8 @@ class Summaries:
                 tf.summary.scalar("batch_loss", float(losses[step - first_step - 1]), step=step)
 
     def train_graph(self, train_steps: tf.types.experimental.PolymorphicFunction, *args) -> None:
-        """Writes the graph of `train_steps` (the `tf.function` of a `steps.TrainSteps`) to the
-        train run, once per process; call it just before the first `train_steps(*args)`.
-
-        `get_concrete_function` with that call's arguments traces the very graph the call then
-        reuses, so nothing is traced twice (`tf.summary.trace_on` would have to precede it).
-        """
+        """Writes the graph of `train_steps` once per process; called just before the first
+        `train_steps(*args)`, whose concrete function it traces, so nothing is traced twice."""
         if not self._graph_written:
             graph = train_steps.get_concrete_function(*args).graph
             with self._writers["train"].as_default():
