@@ -406,8 +406,8 @@ def _finish(run: _Run) -> dict:
             run.config.noise_factor,
             eval_sums=run.eval_sums,  # traced for validation already
         )
-        chief = run.output_dir == run.workdir  # a non-chief worker's files are thrown away
-        code = _describe_code(run) if chief and latent.has_code(run.nets) else None
+        # Every worker writes the Projector's checkpoint (a multi-worker save waits for all).
+        code = _describe_code(run) if latent.has_code(run.nets) else None
         metrics = dict(best_epoch=best_epoch, best_val_loss=state.best.best, **test)
         metrics.update(epochs_completed=int(state.epoch), stopped_early=state.stopped_early)
         metrics["final"] = dict(epoch=final_epoch, test=final_test or test["test"])
@@ -420,7 +420,7 @@ def _finish(run: _Run) -> dict:
             logging.info("test (noisy input): %s", metrics["noisy_input"])
         logging.info("weights fingerprint %s", weights_fingerprint(run.model))
         summaries_lib.write_hparams(run.output_dir, run.config, metrics)
-        if chief:
+        if run.output_dir == run.workdir:  # a non-chief worker's files are thrown away
             plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
     return metrics
 
@@ -429,7 +429,7 @@ def _describe_code(run: _Run) -> dict:
     """The best model's Projector files, code figures and probe (metrics.json's `code`)."""
     images = (run.batches.images.numpy(), run.test_images.numpy())
     data = data_lib.FashionMNIST(images[0], run.labels[0], images[1], run.labels[1])
-    result = latent.describe(run.nets, data, run.workdir)
+    result = latent.describe(run.nets, data, run.output_dir)
     logging.info("code probe: %s", result)
     del result["seconds"]  # metrics.json holds what the weights decide, equal on a rerun
     return result
