@@ -16,24 +16,18 @@ from typing import Any
 from autoenc.errors import UserError
 
 
-def _direction(owner: str, monitor: str, mode: str, metric_directions: Mapping | None) -> str:
-    """Return 'min' or 'max' as Keras' `MonitorCallback` picks it: in 'auto' mode, the direction
-    ('up' or 'down') that `metric_directions` gives the monitor's name without `val_`, as Keras
-    reads the compiled metric's, else 'min' for `loss`; Keras 3 has no 'acc' substring rule."""
+def _direction(owner: str, monitor: str, mode: str) -> str:
+    """Return 'min' or 'max' as Keras' `MonitorCallback` picks it for a model without compiled
+    metrics: 'auto' means 'min' for a loss and cannot decide anything else."""
     if mode not in ("auto", "min", "max"):
         warnings.warn(f"{owner} mode '{mode}' is unknown, fallback to auto mode.", stacklevel=4)
         mode = "auto"
-    if mode != "auto":
-        return mode
-    name = monitor.removeprefix("val_")
-    direction = (metric_directions or {}).get(name, "down" if name == "loss" else None)
-    if direction not in ("up", "down"):
+    if mode == "auto" and monitor.removeprefix("val_") != "loss":
         raise ValueError(
             f"{owner} received monitor={monitor!r}, but cannot determine whether that metric "
-            "should be maximized or minimized. Pass mode='max' or mode='min', or give its "
-            "direction ('up' or 'down') in metric_directions."
+            "should be maximized or minimized. Pass mode='max' or mode='min'."
         )
-    return "max" if direction == "up" else "min"
+    return "min" if mode == "auto" else mode
 
 
 def _to_json(value: float | None) -> float | str | None:
@@ -66,9 +60,9 @@ class _Monitor:
     _STATE: dict[str, tuple[type, bool]] = {}
     _MISSING = ""  # Keras' warning when the monitor is not in the logs
 
-    def __init__(self, monitor: str, mode: str, min_delta: float, directions: Mapping | None):
+    def __init__(self, monitor: str, mode: str, min_delta: float):
         self.monitor = monitor
-        self.direction = _direction(type(self).__name__, monitor, mode, directions)
+        self.direction = _direction(type(self).__name__, monitor, mode)
         # Keras keeps |min_delta|, subtracted towards 'better': its sign is ignored.
         self.min_delta = abs(min_delta) if self.direction == "max" else -abs(min_delta)
 
@@ -126,15 +120,10 @@ class EarlyStopping(_Monitor):
         baseline: float | None = None,
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
-        *,
-        metric_directions: Mapping[str, str] | None = None,
     ) -> None:
         """Configure the rule with Keras' arguments, which mean what they mean there (the sign of
-        `min_delta` is ignored; an unknown `mode` warns and falls back to 'auto').
-        `metric_directions` maps a metric name (without `val_`) to 'up' or 'down', standing in for
-        the compiled metrics Keras consults in 'auto' mode; a ValueError if it has no direction.
-        """
-        super().__init__(monitor, mode, min_delta, metric_directions)
+        `min_delta` is ignored; an unknown `mode` warns and falls back to 'auto')."""
+        super().__init__(monitor, mode, min_delta)
         self.patience = patience
         self.baseline = None if baseline is None else float(baseline)
         self.restore_best_weights = restore_best_weights
@@ -190,11 +179,9 @@ class BestCheckpoint(_Monitor):
         monitor: str = "val_loss",
         mode: str = "auto",
         initial_value_threshold: float | None = None,
-        *,
-        metric_directions: Mapping[str, str] | None = None,
     ) -> None:
         """Configure the rule with Keras' arguments; the rest as for `EarlyStopping`."""
-        super().__init__(monitor, mode, 0.0, metric_directions)
+        super().__init__(monitor, mode, 0.0)
         self.best = None if initial_value_threshold is None else float(initial_value_threshold)
         self.best_epoch: int | None = None
 

@@ -90,6 +90,7 @@ class RunState:
         """Saves into `output_dir`; resumes from `resume_from`'s latest checkpoint (default
         `output_dir`; a non-chief worker saves to a temporary directory but resumes from the
         chief's)."""
+        self.model, self.optimizer = model, optimizer
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.epoch_loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)

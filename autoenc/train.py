@@ -30,6 +30,7 @@ from autoenc.errors import NonFiniteLossError, UsageError, UserError
 from autoenc.progress import EpochProgress
 from autoenc.run_state import HISTORY_FIELDS, RunState, checkpoint_path_problem
 
+OPTIMIZERS = {"adadelta": keras.optimizers.Adadelta, "adam": keras.optimizers.Adam}
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
 GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
 
@@ -44,10 +45,7 @@ def make_optimizer(config, steps_per_epoch: int | None = None) -> keras.optimize
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    if config.optimizer == "adadelta":
-        optimizer = keras.optimizers.Adadelta(learning_rate=learning_rate)
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate)
     if config.precision == "mixed_float16":  # float16 gradients underflow without scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -167,8 +165,7 @@ class _Run:
     output_dir: pathlib.Path  # where it writes: the workdir, or a non-chief worker's temp dir
     strategy: tf.distribute.Strategy
     nets: models.Autoencoder
-    optimizer: keras.optimizers.Optimizer
-    state: RunState
+    state: RunState  # the model, its optimizer and the loop's counters and decisions
     train_steps: steps.TrainSteps
     batches: pipeline.TrainBatches
     test_images: tf.Tensor
@@ -180,10 +177,6 @@ class _Run:
     stop_signals: preemption.StopSignals
     stop_requested: object  # any_worker(flag) -> bool
     labels: tuple = ()  # the (train, test) classes, for the probe of a model's code
-
-    @property
-    def model(self) -> keras.Model:
-        return self.nets.autoencoder
 
     def done_in_epoch(self) -> int:  # steps of the current epoch trained before a resume
         return int(self.state.step) - int(self.state.epoch) * self.batches.steps_per_epoch
@@ -264,7 +257,6 @@ def _build_run(config, workdir, output_dir, images, strategy, stop_signals) -> _
         output_dir=output_dir,
         strategy=strategy,
         nets=nets,
-        optimizer=optimizer,
         state=state,
         train_steps=steps.TrainSteps(
             strategy, nets.autoencoder, optimizer, config.batch_size, jit_compile=config.xla
@@ -361,13 +353,13 @@ def _end_epoch(run: _Run, trained_steps: int, train_seconds: float, started: flo
 def _write_epoch_summaries(run: _Run, row: dict, val: dict) -> None:
     grid_inputs, grid_targets = run.grid
     train = {name: row[name] for name in ("loss", "seconds", "images_per_sec")}
-    train["learning_rate"] = float(keras.ops.convert_to_numpy(run.optimizer.learning_rate))
+    train["learning_rate"] = float(keras.ops.convert_to_numpy(run.state.optimizer.learning_rate))
     run.summaries.epoch_end(
         int(run.state.epoch),
         train=train,
         validation=val,
-        grid_rows=(grid_targets, grid_inputs, run.model(grid_inputs, training=False)),
-        model=run.model,
+        grid_rows=(grid_targets, grid_inputs, run.state.model(grid_inputs, training=False)),
+        model=run.state.model,
     )
 
 
@@ -401,7 +393,7 @@ def _finish(run: _Run) -> dict:
         state.restore_best()
         test = steps.test_metrics(
             run.strategy,
-            run.model,
+            run.state.model,
             run.eval_data_distributed,
             run.config.noise_factor,
             eval_sums=run.eval_sums,  # traced for validation already
@@ -418,10 +410,10 @@ def _finish(run: _Run) -> dict:
         logging.info("test (best model, epoch %d): %s", best_epoch, metrics["test"])
         if "noisy_input" in metrics:
             logging.info("test (noisy input): %s", metrics["noisy_input"])
-        logging.info("weights fingerprint %s", weights_fingerprint(run.model))
+        logging.info("weights fingerprint %s", weights_fingerprint(run.state.model))
         summaries_lib.write_hparams(run.output_dir, run.config, metrics)
         if run.output_dir == run.workdir:  # a non-chief worker's files are thrown away
-            plots_lib.write_figures(run.config, run.workdir, run.model, run.eval_data)
+            plots_lib.write_figures(run.config, run.workdir, run.state.model, run.eval_data)
     return metrics
 
 

@@ -17,8 +17,6 @@ from autoenc.callbacks import BestCheckpoint, EarlyStopping
 from autoenc.errors import UserError
 
 NAN, INF = math.nan, math.inf
-# In 'auto' mode Keras reads val_accuracy's direction from the compiled model; ours is told.
-DIRECTIONS = {"accuracy": "up"}
 N_RANDOM = 150
 
 
@@ -85,11 +83,19 @@ def run_keras(models, tmp_path, case):
     return decisions, _summary(early, checkpoint, final_epoch, caught, monitor)
 
 
+def _ours(kwargs, monitor):
+    """Keras reads val_accuracy's direction in 'auto' (or unknown) mode from the compiled
+    model; ours has none and is told, as the loop tells it (run_state.make_early_stopping)."""
+    if monitor == "val_accuracy" and kwargs.get("mode", "auto") not in ("min", "max"):
+        return dict(kwargs, mode="max")
+    return kwargs
+
+
 def _fresh(case):
     _, monitor, es_kwargs, ckpt_kwargs = case
     return (
-        EarlyStopping(monitor=monitor, metric_directions=DIRECTIONS, **es_kwargs),
-        BestCheckpoint(monitor=monitor, metric_directions=DIRECTIONS, **ckpt_kwargs),
+        EarlyStopping(monitor=monitor, **_ours(es_kwargs, monitor)),
+        BestCheckpoint(monitor=monitor, **_ours(ckpt_kwargs, monitor)),
     )
 
 

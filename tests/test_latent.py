@@ -5,16 +5,13 @@ Projector files as the real `tensorboard` server serves them to a browser.
 
 import contextlib
 import json
-import re
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
 
 import numpy as np
 import pytest
+import tensorboard_server
 from conftest import mirrored
+from tensorboard_server import get, get_json
 from trained_runs import copy_run, trained_run
 
 from autoenc import latent, models, plots, probe, train
@@ -22,9 +19,6 @@ from autoenc.data import FashionMNIST
 from autoenc.errors import UserError
 from autoenc.studies import pca as pca_lib
 from configs import conv_denoise, deep_compress, dense_compress
-
-STARTUP_SECONDS = 90  # a few seconds on an idle machine; generous for a loaded one
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
 
 
 def clusters(count: int, width: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,47 +151,11 @@ def test_a_trained_run_gets_projector_figures_and_probe(
     assert {"code_map.png", "code_walks.png"} <= {p.name for p in (workdir / "figures").iterdir()}
 
 
-def _get(url: str) -> bytes:
-    with OPENER.open(url, timeout=30) as response:
-        return response.read()
-
-
-def _poll(process, log, fetch):
-    """fetch()'s first truthy value; "not yet" on a connection error or a 400 answer."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            value = fetch()
-            if value:
-                return value
-        except (OSError, ValueError):
-            pass
-        if process.poll() is not None:
-            pytest.fail(f"tensorboard exited ({process.returncode}): {log.read_text()}")
-        time.sleep(0.2)
-    pytest.fail(f"tensorboard not ready in {STARTUP_SECONDS} s: {log.read_text()}")
-
-
 @contextlib.contextmanager
-def tensorboard(logdir, log):
-    """The projector plugin's URL of a real `tensorboard --logdir=LOGDIR`, stopped after."""
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}"]
-            + ["--host=127.0.0.1", "--port=0"],  # port 0: the OS picks a free one
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        url = _poll(process, log, lambda: re.search(r"http://127\.0\.0\.1:\d+", log.read_text()))
-        yield process, f"{url[0]}/data/plugin/projector"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def projector(logdir, log):
+    """A real `tensorboard --logdir=LOGDIR`'s server and its projector plugin's URL."""
+    with tensorboard_server.running(logdir, log) as server:
+        yield server, f"{server.url}/data/plugin/projector"
 
 
 def test_tensorboard_projector_serves_the_codes_classes_and_sprite(
@@ -207,19 +165,19 @@ def test_tensorboard_projector_serves_the_codes_classes_and_sprite(
     directory = latent.write_projector(dense_nets, images, labels, tmp_path / "run")
     latent.write_projector(dense_nets, images, labels, tmp_path / "run")  # a rerun replaces
     assert directory == tmp_path / "run" / "projector"
-    with tensorboard(tmp_path / "run", tmp_path / "tensorboard.txt") as (process, api):
-        runs = _poll(process, tmp_path / "tensorboard.txt", lambda: json.loads(_get(f"{api}/runs")))
+    with projector(tmp_path / "run", tmp_path / "tensorboard.txt") as (server, api):
+        runs = server.poll(lambda: get_json(f"{api}/runs"))
         assert runs == ["projector"]
-        info = json.loads(_get(f"{api}/info?run=projector"))
+        info = get_json(f"{api}/info?run=projector")
         [embedding] = info["embeddings"]
         assert embedding["tensorName"] == latent.TENSOR_NAME
         assert [int(size) for size in embedding["tensorShape"]] == [50, 8]
         query = urllib.parse.urlencode({"run": "projector", "name": latent.TENSOR_NAME})
-        served = np.frombuffer(_get(f"{api}/tensor?{query}"), np.float32).reshape(50, 8)
+        served = np.frombuffer(get(f"{api}/tensor?{query}"), np.float32).reshape(50, 8)
         np.testing.assert_array_equal(served, latent.codes(dense_nets, images))
-        names = _get(f"{api}/metadata?{query}").decode().splitlines()
+        names = get(f"{api}/metadata?{query}").decode().splitlines()
         assert names == [latent.CLASS_NAMES[label] for label in labels]
-        png = _get(f"{api}/sprite_image?{query}")
+        png = get(f"{api}/sprite_image?{query}")
         assert int.from_bytes(png[16:20], "big") == 8 * 28  # 50 thumbnails: an 8x8 grid
 
 
@@ -236,13 +194,13 @@ def test_training_a_deep_compressor_probes_its_code_and_tensorboard_shows_it(
     assert code["pixels"] > 0.95 and 0 <= code["pca"] <= 1 and 0 <= code["code"] <= 1
     assert {"code_map.png", "code_walks.png"} <= {p.name for p in (workdir / "figures").iterdir()}
     log = tmp_path / "tensorboard.txt"
-    with tensorboard(tmp_path / "runs", log) as (process, api):  # as `tensorboard --logdir runs`
-        runs = _poll(process, log, lambda: json.loads(_get(f"{api}/runs")))
+    with projector(tmp_path / "runs", log) as (server, api):  # as `tensorboard --logdir runs`
+        runs = server.poll(lambda: get_json(f"{api}/runs"))
         assert runs == ["deep/projector"]
-        [embedding] = json.loads(_get(f"{api}/info?run=deep/projector"))["embeddings"]
+        [embedding] = get_json(f"{api}/info?run=deep/projector")["embeddings"]
         assert [int(size) for size in embedding["tensorShape"]] == [200, config.encoding_dim]
         query = urllib.parse.urlencode({"run": "deep/projector", "name": latent.TENSOR_NAME})
-        names = _get(f"{api}/metadata?{query}").decode().splitlines()
+        names = get(f"{api}/metadata?{query}").decode().splitlines()
         assert names == [latent.CLASS_NAMES[label] for label in labelled_data.y_test]
         assert len(set(names)) == 10
 

@@ -7,24 +7,15 @@ each run's scalars, image grids, graph, histograms and one HParams session per r
 
 import csv
 import json
-import pathlib
-import re
 import struct
-import subprocess
-import sys
-import time
-import urllib.request
-from typing import NamedTuple
 
 import pytest
+import tensorboard_server
 from conftest import mirrored
+from tensorboard_server import get, get_json
 
 from autoenc import train
 from configs import dense_compress
-
-STARTUP_SECONDS = 90  # about 4 s on an idle 2-core machine; generous for a loaded one
-# Loopback only: bypass any http_proxy the environment sets.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture(scope="module")
@@ -38,75 +29,11 @@ def logdir(tmp_path_factory, tiny_data):
     return runs
 
 
-class Server(NamedTuple):
-    url: str
-    process: subprocess.Popen
-    log: pathlib.Path  # its stderr
-
-    def poll(self, fetch, deadline_seconds=STARTUP_SECONDS):
-        """Returns fetch()'s first truthy value, retrying until a deadline.
-
-        Connection errors and unparsable answers count as "not yet"; the test fails at the
-        deadline, or at once if the server has exited.
-        """
-        deadline = time.monotonic() + deadline_seconds
-        while True:
-            try:
-                value = fetch()
-                if value:
-                    return value
-            except (OSError, ValueError, KeyError):
-                pass
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"tensorboard exited ({self.process.returncode}): {self.log.read_text()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"tensorboard not ready in {deadline_seconds} s: {self.log.read_text()}"
-                )
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def server(logdir, tmp_path_factory):
-    """A TensorBoard process on `logdir`, stopped by its PID afterwards."""
-    log = tmp_path_factory.mktemp("tensorboard") / "stderr.txt"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", f"--logdir={logdir}"]
-            + ["--host=127.0.0.1", "--port=0"],  # port 0: the OS picks a free one, no race
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-
-        def printed_url():  # "TensorBoard 2.21.0 at http://127.0.0.1:PORT/" once it listens
-            match = re.search(r"http://127\.0\.0\.1:\d+", log.read_text())
-            return match and match[0]
-
-        starting = Server("", process, log)
-        yield starting._replace(url=starting.poll(printed_url))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def get(url: str, body: dict | None = None) -> bytes:
-    request = urllib.request.Request(url)
-    if body is not None:  # the HParams routes take a JSON POST
-        request.data = json.dumps(body).encode()
-        request.add_header("Content-Type", "application/json")
-    with OPENER.open(request, timeout=30) as response:
-        return response.read()
-
-
-def get_json(url: str, body: dict | None = None):
-    return json.loads(get(url, body))
+    """A TensorBoard process on `logdir`, stopped afterwards."""
+    with tensorboard_server.running(logdir, tmp_path_factory.mktemp("tensorboard") / "log") as s:
+        yield s
 
 
 def png_size(png: bytes) -> tuple[int, int]:
