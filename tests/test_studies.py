@@ -7,6 +7,7 @@ The denoising study needs the extra (scikit-image, SciPy, PyWavelets); without i
 skipped with the install command as the reason.
 """
 
+import datetime
 import functools
 import subprocess
 import sys
@@ -238,6 +239,7 @@ def test_compression_command_writes_where_it_is_told(compression_root, sized_dat
     compression.main(argv)
     text = (out / "compression_study.md").read_text()
     assert text.startswith("Made by `python -m autoenc.studies.compression --workdir=")
+    assert f", on {datetime.date.today().isoformat()};" in text.split("\n", 1)[0]
     assert "\n### dense_adam\n" in text and "dense_compress" not in text.split("\n", 1)[1]
     assert (out / "compression_study.png").read_bytes().startswith(b"\x89PNG")
     compression.main(argv[:1] + argv[2:])  # no --output_dir: the study's workdir

@@ -4,6 +4,7 @@ them and the CPU it ran on.
 """
 
 import argparse
+import datetime
 import pathlib
 import shlex
 import sys
@@ -85,11 +86,12 @@ def cpu_description(cpuinfo: pathlib.Path = pathlib.Path("/proc/cpuinfo")) -> st
 
 
 def provenance(module: str, argv: list[str]) -> str:
-    """The line that heads a study's table: the command that made it and what it ran on."""
+    """The line that heads a study's table: the command that made it, what it ran on and when."""
     command = shlex.join(["python", "-m", module, *argv])
     return (
-        f"Made by `{command}` on {cpu_description()}, TensorFlow {tf.__version__}; times are"
-        " wall times, taken when each point was computed.\n"
+        f"Made by `{command}` on {cpu_description()}, TensorFlow {tf.__version__}, on"
+        f" {datetime.date.today().isoformat()}; times are wall times, taken when each point was"
+        " computed.\n"
     )
 
 
