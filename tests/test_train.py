@@ -191,7 +191,7 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs(tmp_pa
     np.testing.assert_allclose(rates, [0.0005, 0.0], atol=1e-7)
 
 
-def test_unknown_learning_rate_schedule_is_refused():
+def test_unknown_learning_rate_schedule_is_refused(tmp_path):
     config = dense_config(lr_schedule="linear")
     with pytest.raises(UsageError, match="lr_schedule=linear: must be one of constant, cosine"):
-        train.train_and_evaluate(config, "unused", data=None)
+        train.train_and_evaluate(config, tmp_path / "run", data=None)
