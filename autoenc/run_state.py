@@ -99,7 +99,7 @@ class RunState:
         self.best = callbacks.BestCheckpoint(monitor="val_loss", mode="min")
         self.early_stopping = make_early_stopping(config)
         output_dir = pathlib.Path(output_dir)
-        self._resume_dir = pathlib.Path(resume_from or output_dir) / "checkpoints"
+        self._resume_root = pathlib.Path(resume_from or output_dir)
         self._checkpoint = tf.train.Checkpoint(
             model=model,
             optimizer=optimizer,
@@ -109,8 +109,10 @@ class RunState:
             host=self._host,
         )
         self._latest = _manager(self._checkpoint, output_dir / "checkpoints", 2)
-        self._best = _manager(tf.train.Checkpoint(model=model), output_dir / "best", 1)
-        self._final = _manager(tf.train.Checkpoint(model=model), output_dir / "final", 1)
+        self._weights = {
+            kind: _manager(tf.train.Checkpoint(model=model), output_dir / kind, 1)
+            for kind in ("best", "final")
+        }
 
     @property
     def stopped_early(self) -> bool:
@@ -124,7 +126,7 @@ class RunState:
         Raises:
             UserError: the checkpoint cannot be read or does not fit the model.
         """
-        path = latest_checkpoint(self._resume_dir)
+        path = latest_checkpoint(self._resume_root / "checkpoints")
         if not path:
             return False
         try:
@@ -150,23 +152,19 @@ class RunState:
 
     def save_best(self, epoch: int) -> None:
         """Saves the weights as the best so far (`epoch` 1-based names the files)."""
-        _save(self._best, epoch)
-
-    def restore_best(self) -> None:
-        """Loads the best weights into the model."""
-        self._best.checkpoint.restore(
-            self._best.latest_checkpoint
-        ).assert_existing_objects_matched()
+        _save(self._weights["best"], epoch)
 
     def save_final(self, epoch: int) -> None:
         """Saves the weights as those Keras' `fit` would leave in the model (`epoch` 1-based:
         the epoch they are from)."""
-        _save(self._final, epoch)
+        _save(self._weights["final"], epoch)
 
-    def restore_final(self) -> int:
-        """Loads the final weights into the model and returns their 1-based epoch."""
-        path = self._final.latest_checkpoint
-        self._final.checkpoint.restore(path).assert_existing_objects_matched()
+    def restore_weights(self, kind: str) -> int:
+        """Loads the 'best' or 'final' weights into the model; returns their 1-based epoch. A
+        non-chief worker that saved none since it resumed reads the chief's (the same weights)."""
+        manager = self._weights[kind]
+        path = manager.latest_checkpoint or latest_checkpoint(self._resume_root / kind)
+        manager.checkpoint.restore(path).assert_existing_objects_matched()
         return int(path.rsplit("-", 1)[1])
 
 

@@ -385,12 +385,12 @@ def _finish(run: _Run) -> dict:
             state.save_final(int(state.epoch))
             final_epoch = int(state.epoch)
         else:  # or early stopping's best, saved when it took its snapshot
-            final_epoch = state.restore_final()
+            final_epoch = state.restore_weights("final")
         best_epoch = state.best.best_epoch + 1
         final_test = None  # scored here only when they are not the best weights
         if final_epoch != best_epoch:
             final_test = steps.quality(run.eval_sums, run.eval_data_distributed)
-        state.restore_best()
+        state.restore_weights("best")
         test = steps.test_metrics(
             run.strategy,
             run.state.model,

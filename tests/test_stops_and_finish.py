@@ -137,3 +137,24 @@ def test_restore_best_weights_decides_the_final_weights(tmp_path, tiny_data, res
         assert metrics["final"]["test"]["psnr"] < metrics["test"]["psnr"]
     else:
         assert metrics["final"]["test"] == metrics["test"]
+
+
+def test_a_worker_that_saved_no_weights_since_resuming_reads_the_chiefs(tmp_path, tiny_data):
+    """A non-chief worker of a multi-worker run saves into a temporary directory and resumes
+    from the chief's workdir. Resumed after the last epoch, it trains nothing and has no best
+    or final weights of its own: it must load the chief's, the weights every worker holds."""
+    config = dense_config(epochs=2, optimizer="adam")
+    train.train_and_evaluate(config, tmp_path / "run", data=tiny_data, strategy=mirrored(1))
+    saved = final_and_best(tmp_path / "run", config)
+    nets, optimizer = train.build_model_and_optimizer(config, tf.distribute.get_strategy())
+    worker = run_state.RunState(
+        config, nets.autoencoder, optimizer, tmp_path / "worker-tmp", resume_from=tmp_path / "run"
+    )
+    assert worker.restore() and int(worker.epoch) == 2
+    for kind in ("best", "final"):
+        weights, epoch = saved[kind]
+        for variable in nets.autoencoder.weights:
+            variable.assign(tf.zeros_like(variable))
+        assert worker.restore_weights(kind) == epoch
+        for restored, expected in zip(nets.autoencoder.get_weights(), weights, strict=True):
+            np.testing.assert_array_equal(restored, expected)
