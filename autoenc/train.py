@@ -30,22 +30,23 @@ from autoenc.errors import NonFiniteLossError, UsageError, UserError
 from autoenc.progress import EpochProgress
 from autoenc.run_state import HISTORY_FIELDS, RunState, checkpoint_path_problem
 
-OPTIMIZERS = {"adadelta": keras.optimizers.Adadelta, "adam": keras.optimizers.Adam}
-DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001}
+# config.optimizer -> (its class, the rate when none is given: the book's, or Keras' for Adam)
+OPTIMIZERS = {"adadelta": (keras.optimizers.Adadelta, 1.0), "adam": (keras.optimizers.Adam, 0.001)}
 GRID_IMAGES = 8  # validation images shown in the TensorBoard grid
 
 
 def make_optimizer(config, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
-    """Adadelta or Adam at `config.learning_rate` (None: the book's rate), cosine-decayed over
+    """Adadelta or Adam at `config.learning_rate` (None: `OPTIMIZERS`' rate), cosine-decayed over
     the run with `lr_schedule="cosine"`, with dynamic loss scaling for mixed_float16."""
-    learning_rate = config.learning_rate or DEFAULT_LEARNING_RATES[config.optimizer]
+    optimizer_class, default_rate = OPTIMIZERS[config.optimizer]
+    learning_rate = config.learning_rate or default_rate
     if config.lr_schedule == "cosine":
         if not steps_per_epoch:
             raise ValueError("a cosine learning-rate schedule needs the steps per epoch")
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    optimizer = OPTIMIZERS[config.optimizer](learning_rate=learning_rate)
+    optimizer = optimizer_class(learning_rate=learning_rate)
     if config.precision == "mixed_float16":  # float16 gradients underflow without scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -419,8 +420,8 @@ def _finish(run: _Run) -> dict:
 
 def _describe_code(run: _Run) -> dict:
     """The best model's Projector files, code figures and probe (metrics.json's `code`)."""
-    images = (run.batches.images.numpy(), run.test_images.numpy())
-    data = data_lib.FashionMNIST(images[0], run.labels[0], images[1], run.labels[1])
+    train_images, test_images = run.batches.images.numpy(), run.test_images.numpy()
+    data = data_lib.FashionMNIST(train_images, run.labels[0], test_images, run.labels[1])
     result = latent.describe(run.nets, data, run.output_dir)
     logging.info("code probe: %s", result)
     del result["seconds"]  # metrics.json holds what the weights decide, equal on a rerun

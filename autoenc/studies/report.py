@@ -1,6 +1,6 @@
 """The studies' command-line plumbing: shared flags, list arguments, one-line errors, and writing
 a study's table and figure into the directory the user names, headed by the command that made
-them and the CPU it ran on.
+them, the CPU it ran on and the date.
 """
 
 import argparse
